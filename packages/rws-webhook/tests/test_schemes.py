@@ -6,6 +6,7 @@ import base64
 import contextlib
 import hashlib
 import hmac
+from typing import Any
 
 import pytest
 
@@ -294,7 +295,8 @@ def test_hmac_scheme_without_separator_signs_with_current_only() -> None:
 # -- Ed25519 (v1a) -----------------------------------------------------------------------
 
 
-def test_v1a_round_trip_and_key_binding() -> None:
+def test_v1a_round_trip_and_key_binding(need: Any) -> None:
+    need.module("cryptography")
     private, public = StandardWebhooks.generate_keypair()
     assert private.startswith("whsk_") and public.startswith("whpk_")
     headers = StandardWebhooks(private).sign(b"{}", message_id="msg_1", timestamp=NOW)
@@ -308,13 +310,15 @@ def test_v1a_round_trip_and_key_binding() -> None:
         StandardWebhooks(public).verify(b"{}", hmac_headers, now=NOW)
 
 
-def test_v1a_public_key_cannot_sign() -> None:
+def test_v1a_public_key_cannot_sign(need: Any) -> None:
+    need.module("cryptography")
     _, public = StandardWebhooks.generate_keypair()
     with pytest.raises(WebhookConfigError, match="whpk_"):
         StandardWebhooks(public).sign(b"{}", message_id="msg_1")
 
 
-def test_v1a_tampered_body_rejected() -> None:
+def test_v1a_tampered_body_rejected(need: Any) -> None:
+    need.module("cryptography")
     private, public = StandardWebhooks.generate_keypair()
     headers = StandardWebhooks(private).sign(b"{}", message_id="msg_1", timestamp=NOW)
     with pytest.raises(InvalidSignatureError):
