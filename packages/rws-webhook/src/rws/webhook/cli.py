@@ -138,7 +138,7 @@ def _sign(args: argparse.Namespace) -> int:
 
 def _schemes(args: argparse.Namespace) -> int:
     for name, factory in SCHEMES.items():
-        doc = (factory.__doc__ or "").strip().splitlines()[0]
+        doc = (factory.__doc__ or "").strip().splitlines()[0].replace("``", "")
         print(f"{name:10} {doc}")
     return EXIT_OK
 
@@ -204,4 +204,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except WebhookConfigError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return EXIT_USAGE
+    except BrokenPipeError:
+        # The reader (`| head`) went away: not an error worth a traceback.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     return code

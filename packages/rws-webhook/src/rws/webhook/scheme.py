@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import inspect
 from abc import ABC, abstractmethod
@@ -137,19 +138,15 @@ class Scheme(ABC):
         (Twilio) need it, the others ignore it. ``now`` (Unix seconds) exists for tests and
         for re-checking stored requests.
         """
-        view = Headers(headers)
-        verified, signed = self._verify(body_bytes(body), view, now, url)
-        store = self.seen_store
-        if store is None:
+        verified, key = self._authenticate(body, headers, url, now)
+        if key is None or self.seen_store is None:
             return verified
-        if inspect.iscoroutinefunction(store.remember):
+        if inspect.iscoroutinefunction(self.seen_store.remember):
             raise WebhookConfigError(
                 "this scheme has an asynchronous seen_store: use `await scheme.averify(...)`"
             )
-        key = self.replay_key(verified, signed)
-        if not cast(SeenStore, store).remember(key, self.replay_ttl()):
-            raise ReplayedMessageError(key)
-        return _with_key(verified, key)
+        fresh = cast(SeenStore, self.seen_store).remember(key, self.replay_ttl())
+        return _remembered(verified, key, fresh)
 
     async def averify(
         self,
@@ -160,18 +157,21 @@ class Scheme(ABC):
         now: float | None = None,
     ) -> Verified:
         """:meth:`verify` for async code; works with sync and async seen-stores."""
-        view = Headers(headers)
-        verified, signed = self._verify(body_bytes(body), view, now, url)
-        store = self.seen_store
-        if store is None:
+        verified, key = self._authenticate(body, headers, url, now)
+        if key is None or self.seen_store is None:
             return verified
-        key = self.replay_key(verified, signed)
-        fresh = store.remember(key, self.replay_ttl())
+        fresh = self.seen_store.remember(key, self.replay_ttl())
         if inspect.isawaitable(fresh):
             fresh = await cast(Awaitable[bool], fresh)
-        if not fresh:
-            raise ReplayedMessageError(key)
-        return _with_key(verified, key)
+        return _remembered(verified, key, fresh)
+
+    def _authenticate(
+        self, body: bytes, headers: HeadersInput, url: str | None, now: float | None
+    ) -> tuple[Verified, str | None]:
+        """Signature and freshness, plus the replay key when a seen-store is configured."""
+        verified, signed = self._verify(body_bytes(body), Headers(headers), now, url)
+        key = None if self.seen_store is None else self.replay_key(verified, signed)
+        return verified, key
 
     async def aforget(self, verified: Verified) -> None:
         """Let a retry of ``verified`` through again (its handling failed)."""
@@ -186,11 +186,7 @@ class Scheme(ABC):
         return f"{type(self).__name__}(<{self.name} keys hidden>)"
 
 
-def _with_key(verified: Verified, key: str) -> Verified:
-    return Verified(
-        scheme=verified.scheme,
-        key_index=verified.key_index,
-        timestamp=verified.timestamp,
-        message_id=verified.message_id,
-        replay_key=key,
-    )
+def _remembered(verified: Verified, key: str, fresh: bool) -> Verified:
+    if not fresh:
+        raise ReplayedMessageError(key)
+    return dataclasses.replace(verified, replay_key=key)
