@@ -56,7 +56,12 @@ class Headers:
 
     __slots__ = ("_values",)
 
-    def __init__(self, headers: object) -> None:
+    def __init__(self, headers: object, wanted: frozenset[str] | None = None) -> None:
+        """Normalise ``headers``; with ``wanted`` (lowercase names) keep only those.
+
+        Validating only the headers a scheme reads keeps verification cheap when a framework
+        hands over every request header, and garbage in an unrelated header cannot fail it.
+        """
         if isinstance(headers, Headers):
             self._values: dict[str, str] = headers._values
             return
@@ -74,8 +79,11 @@ class Headers:
         for pair in pairs:
             if not isinstance(pair, tuple | list) or len(pair) != 2:
                 raise MalformedHeaderError("*", "headers must be (name, value) pairs")
-            name = _name(pair[0])
-            value = _text(pair[1], name)
+            key, raw = pair
+            name = key.lower() if type(key) is str else _name(key)
+            if wanted is not None and name not in wanted:
+                continue
+            value = raw if type(raw) is str and len(raw) <= MAX_HEADER_VALUE else _text(raw, name)
             previous = values.get(name)
             if previous is not None and previous != value:
                 raise MalformedHeaderError(

@@ -6,9 +6,8 @@ supports it signs with both so receivers on either side of the switch keep worki
 
 from __future__ import annotations
 
-import hashlib
 import hmac
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from .errors import WebhookConfigError
 
@@ -16,12 +15,7 @@ Secret = str | bytes
 Secrets = Secret | Sequence[Secret]
 
 #: Digests accepted by the schemes. MD5 is not here on purpose.
-DIGESTS: dict[str, Callable[[], hashlib._Hash]] = {
-    "sha1": hashlib.sha1,
-    "sha256": hashlib.sha256,
-    "sha384": hashlib.sha384,
-    "sha512": hashlib.sha512,
-}
+DIGESTS = ("sha1", "sha256", "sha384", "sha512")
 
 
 def secret_list(secrets: Secrets, what: str = "secret") -> tuple[Secret, ...]:
@@ -47,13 +41,13 @@ def utf8_keys(secrets: Secrets, what: str = "secret") -> tuple[bytes, ...]:
     return tuple(s.encode() if isinstance(s, str) else s for s in secret_list(secrets, what))
 
 
-def digest_constructor(algorithm: str) -> Callable[[], hashlib._Hash]:
-    try:
-        return DIGESTS[algorithm.lower()]
-    except KeyError:
+def digest_name(algorithm: str) -> str:
+    name = algorithm.lower() if isinstance(algorithm, str) else ""
+    if name not in DIGESTS:
         raise WebhookConfigError(
             f"unsupported algorithm {algorithm!r}; use one of {', '.join(DIGESTS)}"
-        ) from None
+        )
+    return name
 
 
 class HmacKeyring:
@@ -63,10 +57,11 @@ class HmacKeyring:
 
     def __init__(self, keys: tuple[bytes, ...], algorithm: str = "sha256") -> None:
         self.keys = keys
-        self._digest = digest_constructor(algorithm)
+        self._digest = digest_name(algorithm)
 
     def sign(self, message: bytes, key_index: int = 0) -> bytes:
-        return hmac.new(self.keys[key_index], message, self._digest).digest()
+        # hmac.digest is the one-shot C path: no HMAC object, several times cheaper.
+        return hmac.digest(self.keys[key_index], message, self._digest)
 
     def match(self, message: bytes, candidates: Sequence[bytes]) -> int | None:
         """Index of the key that produced one of ``candidates``, or ``None``.
@@ -75,7 +70,7 @@ class HmacKeyring:
         an attacker nothing about the expected value.
         """
         for index, key in enumerate(self.keys):
-            if any_equal(hmac.new(key, message, self._digest).digest(), candidates):
+            if any_equal(hmac.digest(key, message, self._digest), candidates):
                 return index
         return None
 

@@ -78,6 +78,7 @@ class HmacScheme(Scheme):
         if encoding not in ("hex", "base64", "base64url"):
             raise WebhookConfigError(f"encoding must be hex, base64 or base64url, not {encoding!r}")
         self._parts = _compile_template(signed_payload)
+        self._body_only = self._parts == ["", "body", ""]
         names = set(self._parts[1::2])
         if "timestamp" in names and timestamp_header is None:
             raise WebhookConfigError("signed_payload uses {timestamp}: set timestamp_header")
@@ -92,6 +93,11 @@ class HmacScheme(Scheme):
         self.timestamp_header = timestamp_header
         self.id_header = id_header
         self.signs_message_id = id_header is not None
+        self.header_names = frozenset(
+            name.lower()
+            for name in (header, timestamp_header, id_header, delivery_id_header)
+            if name is not None
+        )
         self.sign_options = frozenset(
             name
             for name, header in (("timestamp", timestamp_header), ("message_id", id_header))
@@ -107,6 +113,8 @@ class HmacScheme(Scheme):
         return super().replay_ttl()
 
     def _message(self, body: bytes, timestamp: int | None, ident: str | None) -> bytes:
+        if self._body_only:
+            return body
         out = bytearray()
         for position, part in enumerate(self._parts):
             if position % 2 == 0:

@@ -71,6 +71,8 @@ class Scheme(ABC):
         attacker cannot vary by re-encoding the signature.
         """
 
+    #: The (lowercase) headers the scheme reads; the others are not even looked at.
+    header_names: frozenset[str] | None = None
     #: Which of ``sign``'s options the scheme uses (timestamp, message_id, url).
     sign_options: frozenset[str] = frozenset()
 
@@ -169,7 +171,8 @@ class Scheme(ABC):
         self, body: bytes, headers: HeadersInput, url: str | None, now: float | None
     ) -> tuple[Verified, str | None]:
         """Signature and freshness, plus the replay key when a seen-store is configured."""
-        verified, signed = self._verify(body_bytes(body), Headers(headers), now, url)
+        view = Headers(headers, self.header_names)
+        verified, signed = self._verify(body_bytes(body), view, now, url)
         key = None if self.seen_store is None else self.replay_key(verified, signed)
         return verified, key
 

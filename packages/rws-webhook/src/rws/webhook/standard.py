@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import hmac
 import secrets as _secrets
 import time
@@ -73,6 +72,7 @@ class StandardWebhooks(Scheme):
     """
 
     name = "standard"
+    header_names = frozenset(ID_HEADERS + TIMESTAMP_HEADERS + SIGNATURE_HEADERS)
     signs_message_id = True
     sign_options = frozenset({"timestamp", "message_id"})
 
@@ -147,7 +147,7 @@ class StandardWebhooks(Scheme):
         ed_candidates = [sig for version, sig in signatures if version == "v1a"]
         for index, key in enumerate(self._keys):
             if isinstance(key, _SymmetricKey):
-                expected = hmac.new(key.secret, message, hashlib.sha256).digest()
+                expected = hmac.digest(key.secret, message, "sha256")
                 if any_equal(expected, hmac_candidates):
                     return index
             elif any(key.verify(candidate, message) for candidate in ed_candidates):
@@ -166,7 +166,7 @@ class StandardWebhooks(Scheme):
         entries = []
         for key in self._keys:
             if isinstance(key, _SymmetricKey):
-                digest = hmac.new(key.secret, message, hashlib.sha256).digest()
+                digest = hmac.digest(key.secret, message, "sha256")
                 entries.append("v1," + encode_base64(digest))
             elif key.can_sign:
                 entries.append("v1a," + encode_base64(key.sign(message)))

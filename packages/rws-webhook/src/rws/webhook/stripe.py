@@ -26,6 +26,7 @@ class Stripe(Scheme):
     """
 
     name = "stripe"
+    header_names = frozenset({SIGNATURE_HEADER.lower()})
     sign_options = frozenset({"timestamp"})
 
     def __init__(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections import defaultdict
-from typing import Any
 from urllib.parse import parse_qs, parse_qsl, urlsplit, urlunsplit
 
 from ._codec import decode_base64, encode_base64
@@ -23,7 +22,7 @@ from .scheme import Scheme
 
 SIGNATURE_HEADER = "X-Twilio-Signature"
 SETTINGS_HEADER = "X-Twilio-Webhooks-Signature-Settings"
-_ALGORITHMS = {"HMAC_SHA1": hashlib.sha1, "HMAC_SHA256": hashlib.sha256}
+_ALGORITHMS = {"HMAC_SHA1": "sha1", "HMAC_SHA256": "sha256"}
 
 
 def _url_variants(url: str) -> list[str]:
@@ -36,11 +35,12 @@ def _url_variants(url: str) -> list[str]:
         port = parts.port
     except ValueError:
         raise MalformedPayloadError(f"invalid port in url {url!r}") from None
-    host = parts.hostname or ""
-    if ":" in host:  # IPv6 literal
-        host = f"[{host}]"
     if parts.username is not None:
         raise MalformedPayloadError("url must not contain credentials")
+    # The host exactly as written (urlsplit's .hostname lowercases it, Twilio does not).
+    host = parts.netloc
+    if port is not None:
+        host = host[: host.rindex(":")]
     without = urlunsplit(parts._replace(netloc=host))
     default = 443 if parts.scheme == "https" else 80
     with_port = urlunsplit(parts._replace(netloc=f"{host}:{port or default}"))
@@ -73,6 +73,7 @@ class Twilio(Scheme):
     """
 
     name = "twilio"
+    header_names = frozenset({SIGNATURE_HEADER.lower(), SETTINGS_HEADER.lower()})
     sign_options = frozenset({"url"})
 
     def __init__(
@@ -85,10 +86,10 @@ class Twilio(Scheme):
         super().__init__(seen_store=seen_store, replay_ttl=replay_ttl)
         self._keys = utf8_keys(secret, "auth token")
 
-    def _algorithm(self, headers: Headers) -> Any:
+    def _algorithm(self, headers: Headers) -> str:
         settings = headers.get(SETTINGS_HEADER)
         if not settings:
-            return hashlib.sha1
+            return "sha1"
         for part in settings.split(","):
             name, _, value = part.partition("=")
             if name.strip() == "algorithm" and value.strip():
@@ -96,7 +97,7 @@ class Twilio(Scheme):
                     return _ALGORITHMS[value.strip().upper()]
                 except KeyError:
                     raise MalformedHeaderError(SETTINGS_HEADER, "unsupported algorithm") from None
-        return hashlib.sha1
+        return "sha1"
 
     def _params(self, body: bytes, url: str) -> dict[str, list[str]]:
         query = parse_qs(urlsplit(url).query)
@@ -127,7 +128,7 @@ class Twilio(Scheme):
         for variant in _url_variants(url):
             message = _signed_string(variant, params)
             for index, key in enumerate(self._keys):
-                if any_equal(hmac.new(key, message, digest).digest(), [signature]):
+                if any_equal(hmac.digest(key, message, digest), [signature]):
                     return Verified(self.name, index), message + b"\n" + body
         raise InvalidSignatureError("signature does not match the url and parameters")
 
@@ -138,5 +139,5 @@ class Twilio(Scheme):
             raise WebhookConfigError("Twilio signs the URL: call sign(body, url=...)")
         _check_url(url)
         params = self._params(body, url)
-        mac = hmac.new(self._keys[0], _signed_string(url, params), hashlib.sha1).digest()
+        mac = hmac.digest(self._keys[0], _signed_string(url, params), "sha1")
         return {SIGNATURE_HEADER: encode_base64(mac)}
