@@ -1,0 +1,348 @@
+"""One HTTP request/response exchange as ASGI sees it, for every HTTP version.
+
+The protocol layers (HTTP/1.1 on h11, HTTP/2 on h2) parse bytes into request events and turn
+response calls into bytes; this module is the single bridge between those events and the
+application's ``receive``/``send``. HTTP/1.1 and HTTP/2 therefore behave identically for the
+app: body streaming, 100-continue, trailers, HEAD, 204/304, errors and disconnects.
+
+The protocol feeds the request side (:meth:`HTTPCycle.feed_body`, :meth:`feed_end`,
+:meth:`feed_disconnect`) and implements :class:`ResponseSink` for the response side.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections import deque
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any, Protocol
+
+logger = logging.getLogger("rws.http.error")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+Headers = list[tuple[bytes, bytes]]
+
+#: Statuses whose responses never carry a body (RFC 9110 6.4.1).
+NO_BODY_STATUS = frozenset({204, 304})
+_PATHSEND_CHUNK = 256 * 1024
+
+_INTERNAL_ERROR_BODY = b"Internal Server Error"
+_ERROR_HEADERS: Headers = [
+    (b"content-type", b"text/plain; charset=utf-8"),
+    (b"connection", b"close"),
+]
+
+
+class ResponseSink(Protocol):
+    """What a protocol provides to write one response (one stream, for HTTP/2)."""
+
+    def send_informational(self, status: int, headers: Headers) -> None: ...
+
+    def send_head(self, status: int, headers: Headers, body: bytes, end: bool) -> None:
+        """Status line and headers, with the first body bytes (``end``: nothing follows)."""
+
+    def send_data(self, data: bytes, end: bool) -> None: ...
+
+    def send_trailers(self, headers: Headers) -> None:
+        """Trailer fields; ends the message."""
+
+    async def drain(self) -> None:
+        """Wait until the client has taken enough of what was written (back-pressure)."""
+
+    def body_consumed(self, size: int) -> None:
+        """The app took ``size`` request body bytes: read more / open the flow window."""
+
+    def abort(self) -> None:
+        """The response cannot be completed: close the connection or reset the stream."""
+
+    def done(self, cycle: HTTPCycle) -> None:
+        """The exchange is over (the response is complete or aborted)."""
+
+
+class HTTPCycle:
+    """ASGI ``receive``/``send`` for one request, plus the app runner around them."""
+
+    __slots__ = (
+        "_body",
+        "_body_waiter",
+        "_buffered",
+        "_disconnected",
+        "_expect_100",
+        "_final_sent",
+        "_has_trailers",
+        "_headers",
+        "_more_body",
+        "_received",
+        "_status",
+        "complete",
+        "head_request",
+        "max_body_size",
+        "response_bytes",
+        "scope",
+        "sink",
+        "started",
+        "status",
+    )
+
+    def __init__(
+        self,
+        scope: Scope,
+        sink: ResponseSink,
+        *,
+        more_body: bool,
+        expect_100: bool = False,
+        max_body_size: int = 0,
+    ) -> None:
+        self.scope = scope
+        self.sink = sink
+        self.head_request = scope["method"] == "HEAD"
+        self.max_body_size = max_body_size
+        self._body: deque[bytes] = deque()
+        self._buffered = 0
+        self._received = 0
+        self._more_body = more_body
+        self._expect_100 = expect_100 and more_body
+        self._body_waiter: asyncio.Future[None] | None = None
+        self._final_sent = False
+        self._disconnected = False
+        self.started = False
+        self.complete = False
+        self.status = 0
+        self.response_bytes = 0
+        self._status = 0
+        self._headers: Headers = []
+        self._has_trailers = False
+
+    # -- request side, fed by the protocol ---------------------------------------------------
+
+    @property
+    def buffered(self) -> int:
+        return self._buffered
+
+    def feed_body(self, data: bytes) -> bool:
+        """Queue request body bytes; ``False`` when they push the body over its limit."""
+        self._received += len(data)
+        if self.max_body_size and self._received > self.max_body_size:
+            return False
+        self._body.append(data)
+        self._buffered += len(data)
+        self._wake()
+        return True
+
+    def feed_end(self) -> None:
+        self._more_body = False
+        self._wake()
+
+    def feed_disconnect(self) -> None:
+        """The client went away (or the server is shutting the exchange down)."""
+        self._disconnected = True
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._body_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # -- the ASGI callables -----------------------------------------------------------------
+
+    async def receive(self) -> Message:
+        while True:
+            if self._body:
+                data = self._body.popleft() if len(self._body) == 1 else self._drain_body()
+                self._buffered -= len(data)
+                self.sink.body_consumed(len(data))
+                more = self._more_body or bool(self._body)
+                self._final_sent = not more
+                return {"type": "http.request", "body": data, "more_body": more}
+            if self._disconnected or self.complete:
+                return {"type": "http.disconnect"}
+            if not self._more_body:
+                if not self._final_sent:
+                    self._final_sent = True
+                    return {"type": "http.request", "body": b"", "more_body": False}
+                # The whole body was delivered: block until the client leaves or the
+                # response completes, as ASGI asks.
+            elif self._expect_100:
+                self._expect_100 = False
+                if not self.started:
+                    self.sink.send_informational(100, [])
+            self._body_waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._body_waiter
+            finally:
+                self._body_waiter = None
+
+    def _drain_body(self) -> bytes:
+        data = b"".join(self._body)
+        self._body.clear()
+        return data
+
+    async def send(self, message: Message) -> None:
+        kind = message["type"]
+        if kind == "http.response.body":
+            await self._send_body(message.get("body", b""), message.get("more_body", False))
+        elif kind == "http.response.start":
+            self._start(message)
+        elif kind == "http.response.trailers":
+            self._send_trailers(message)
+        elif kind == "http.response.pathsend":
+            await self._send_path(message)
+        else:
+            raise RuntimeError(f"unexpected ASGI message {kind!r} for an HTTP request")
+
+    def _start(self, message: Message) -> None:
+        if self._status or self.complete:
+            raise RuntimeError("http.response.start sent twice")
+        status = message["status"]
+        if type(status) is not int or not 200 <= status <= 999:
+            raise RuntimeError(f"invalid HTTP status {status!r} (1xx are not responses)")
+        headers = message.get("headers", ())
+        self._headers = headers if type(headers) is list else list(headers)
+        self._status = status
+        self._has_trailers = bool(message.get("trailers", False))
+
+    async def _send_body(self, body: bytes, more: bool) -> None:
+        if self.complete:
+            if self._disconnected:
+                return
+            raise RuntimeError("http.response.body sent after the response completed")
+        if not self._status:
+            raise RuntimeError("http.response.body sent before http.response.start")
+        if self._disconnected:
+            return
+        if type(body) is not bytes:
+            body = bytes(body)
+        end = not more and not self._has_trailers
+        if self.head_request or self._status in NO_BODY_STATUS:
+            body = b""
+        if not self.started:
+            self.started = True
+            self.status = self._status
+            headers = self._headers
+            if not more and not self._has_trailers and not self.head_request:
+                headers = _with_length(headers, len(body), self._status)
+            self.sink.send_head(self._status, headers, body, end)
+        elif body or end:
+            self.sink.send_data(body, end)
+        self.response_bytes += len(body)
+        if end:
+            self._finish()
+        elif body:
+            await self.sink.drain()
+
+    def _send_trailers(self, message: Message) -> None:
+        if not self._has_trailers or not self.started or self.complete:
+            raise RuntimeError("http.response.trailers needs trailers=True and a started body")
+        if message.get("more_trailers", False):
+            raise RuntimeError("more_trailers is not supported: send all trailers at once")
+        headers = message.get("headers", ())
+        self.sink.send_trailers(list(headers))
+        self._finish()
+
+    async def _send_path(self, message: Message) -> None:
+        path = message["path"]
+        if not self._status or self.started:
+            raise RuntimeError("http.response.pathsend must follow http.response.start alone")
+        loop = asyncio.get_running_loop()
+        file = await loop.run_in_executor(None, open, path, "rb")
+        try:
+            size = os.fstat(file.fileno()).st_size
+            first = True
+            remaining = size
+            while first or remaining > 0:
+                chunk = await loop.run_in_executor(None, file.read, _PATHSEND_CHUNK)
+                remaining -= len(chunk)
+                if first and not self._has_content_length():
+                    self._headers = [*self._headers, (b"content-length", str(size).encode())]
+                first = False
+                await self._send_body(chunk, more=remaining > 0 and bool(chunk))
+                if not chunk:
+                    break
+        finally:
+            file.close()
+
+    def _has_content_length(self) -> bool:
+        return any(name.lower() == b"content-length" for name, _ in self._headers)
+
+    def _finish(self) -> None:
+        self.complete = True
+        self._wake()
+        self.sink.done(self)
+
+    # -- running the app ---------------------------------------------------------------------
+
+    async def run(self, app: ASGIApp) -> None:
+        """Run the app for this request; never lets an app error escape to the server."""
+        try:
+            await app(self.scope, self.receive, self.send)
+        except asyncio.CancelledError:
+            if not self.complete:
+                self.sink.abort()
+                self.complete = True
+                self.sink.done(self)
+            raise
+        except BaseException as exc:
+            if isinstance(exc, KeyboardInterrupt | SystemExit):
+                raise
+            logger.error(
+                "exception in ASGI application for %s %s",
+                self.scope["method"],
+                self.scope["path"],
+                exc_info=exc,
+            )
+            self._fail()
+        else:
+            if not self.started and not self.complete:
+                logger.error(
+                    "ASGI callable returned without starting a response for %s %s",
+                    self.scope["method"],
+                    self.scope["path"],
+                )
+                self._fail()
+            elif not self.complete:
+                logger.error("ASGI callable returned without completing the response")
+                self.sink.abort()
+                self.complete = True
+                self.sink.done(self)
+
+    def _fail(self) -> None:
+        if self.complete:
+            return
+        if self.started or self._disconnected:
+            self.sink.abort()
+            self.complete = True
+            self.sink.done(self)
+            return
+        self.respond(500, _INTERNAL_ERROR_BODY, close=True)
+
+    def respond(self, status: int, body: bytes, *, close: bool = True) -> None:
+        """Answer on the server's behalf (errors, limits), if no response has started."""
+        if self.started or self.complete:
+            return
+        headers: Headers = [(b"content-type", b"text/plain; charset=utf-8")]
+        if close:
+            headers.append((b"connection", b"close"))
+        headers.append((b"content-length", str(len(body)).encode()))
+        self.started = True
+        self.status = status
+        self._status = status
+        self._has_trailers = False
+        self.response_bytes = 0 if self.head_request else len(body)
+        self.sink.send_head(status, headers, b"" if self.head_request else body, True)
+        self._finish()
+
+
+def _with_length(headers: Headers, length: int, status: int) -> Headers:
+    """Add Content-Length to a single-shot response so it needs no chunked framing."""
+    if status in NO_BODY_STATUS:
+        return headers
+    for name, _ in headers:
+        lowered = name.lower()
+        if lowered == b"content-length" or lowered == b"transfer-encoding":
+            return headers
+    return [*headers, (b"content-length", str(length).encode())]

@@ -1,0 +1,519 @@
+"""HTTP/1.1 (and 1.0) on h11: the asyncio protocol that moves bytes for one connection.
+
+h11 owns the protocol state; this class feeds it bytes, turns its events into
+:class:`~rws.http.server.cycle.HTTPCycle` calls and writes what h11 produces. It also adds the
+checks h11 leaves to servers (bare LF, obs-fold, Content-Length with Transfer-Encoding, request
+line length, header count, body size), the timers (slowloris, keep-alive) and back-pressure in
+both directions. A connection that turns out to speak HTTP/2 (ALPN or the h2c preface) or
+WebSocket is handed to those protocols on the same transport.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from http import HTTPStatus
+from typing import Any
+
+import h11
+
+from .config import Config
+from .connection import ConnectionInfo, http_scope
+from .cycle import Headers, HTTPCycle
+from .state import ServerState, date_header
+
+logger = logging.getLogger("rws.http.error")
+
+_H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+#: Reason phrases, encoded once (h11 would otherwise send an empty one).
+_PHRASES = {status.value: status.phrase.encode() for status in HTTPStatus}
+_REASONS = {
+    400: b"Bad Request",
+    408: b"Request Timeout",
+    413: b"Content Too Large",
+    414: b"URI Too Long",
+    431: b"Request Header Fields Too Large",
+    500: b"Internal Server Error",
+    501: b"Not Implemented",
+    505: b"HTTP Version Not Supported",
+}
+
+
+def error_response(status: int, detail: str) -> bytes:
+    """A complete ``Connection: close`` response, built without h11 (its state may be broken)."""
+    reason = _REASONS.get(status, b"Error")
+    body = detail.encode("ascii", "replace") + b"\n"
+    head = b"HTTP/1.1 %d %s\r\ncontent-type: text/plain; charset=utf-8\r\n" % (status, reason)
+    return head + b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(body), body)
+
+
+class H11Protocol(asyncio.Protocol):
+    """One HTTP/1.x connection."""
+
+    def __init__(self, state: ServerState, info: ConnectionInfo | None = None) -> None:
+        self.state = state
+        self.config: Config = state.config
+        self.info = info
+        self.conn = h11.Connection(
+            h11.SERVER, max_incomplete_event_size=self.config.max_header_bytes
+        )
+        self.transport: asyncio.Transport | None = None
+        self.cycle: HTTPCycle | None = None
+        self._loop = asyncio.get_event_loop()
+        self._timer: asyncio.TimerHandle | None = None
+        self._head = bytearray()
+        self._in_head = True
+        self._first_data = True
+        self._requests = 0
+        self._reading_paused = False
+        self._writing_paused = False
+        self._drain_waiter: asyncio.Future[None] | None = None
+        self._closing = False
+        self._started_at = 0.0
+        self._proxy: Any = None
+
+    # -- asyncio callbacks -------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        if self.info is None:
+            self.info = ConnectionInfo.from_transport(transport)
+        transport.set_write_buffer_limits(high=self.config.write_buffer_size)
+        self.state.connections.add(self)
+        if self.config.proxy_protocol:
+            from .proxy_protocol import ProxyProtocolParser
+
+            self._proxy = ProxyProtocolParser()
+        elif self.info.alpn == "h2":
+            self._switch_to_h2(b"")
+            return
+        self._arm(self.config.header_timeout)
+
+    def data_received(self, data: bytes) -> None:
+        if self._first_data:
+            data = self._first_bytes(data)
+            if not data:
+                return
+        if self._in_head and not self._scan_head(data):
+            return
+        self.conn.receive_data(data)
+        self._handle_events()
+
+    def eof_received(self) -> bool | None:
+        self.conn.receive_data(b"")
+        self._handle_events()
+        # Keep the write side open while a response is still being produced.
+        return self.cycle is not None and not self.cycle.complete
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closing = True
+        self._cancel_timer()
+        self.state.connections.discard(self)
+        if self.cycle is not None and not self.cycle.complete:
+            self.cycle.feed_disconnect()
+        self._release_drain()
+
+    def pause_writing(self) -> None:
+        self._writing_paused = True
+
+    def resume_writing(self) -> None:
+        self._writing_paused = False
+        self._release_drain()
+
+    # -- the first bytes: PROXY header, HTTP/2 preface ---------------------------------------
+
+    def _first_bytes(self, data: bytes) -> bytes:
+        if self._proxy is not None:
+            from .proxy_protocol import ProxyProtocolError
+
+            try:
+                result = self._proxy.feed(data)
+            except ProxyProtocolError as exc:
+                logger.info("bad PROXY protocol header from %s: %s", self._peer(), exc)
+                self._close()
+                return b""
+            if result is None:
+                return b""
+            self._proxy = None
+            assert self.info is not None
+            if result.client is not None:
+                self.info.client = result.client
+            data = result.remainder
+            if self.info.alpn == "h2":
+                self._switch_to_h2(data)
+                return b""
+            if not data:
+                return b""
+        self._first_data = False
+        if data[:3] == b"PRI" and _H2_PREFACE.startswith(data[: len(_H2_PREFACE)]):
+            self._switch_to_h2(data)
+            return b""
+        return data
+
+    def _switch_to_h2(self, data: bytes) -> None:
+        from .http2 import H2Protocol
+
+        assert self.transport is not None and self.info is not None
+        self._cancel_timer()
+        self.state.connections.discard(self)
+        protocol = H2Protocol(self.state, self.info)
+        self.transport.set_protocol(protocol)
+        protocol.connection_made(self.transport)
+        if data:
+            protocol.data_received(data)
+
+    # -- request heads ------------------------------------------------------------------------
+
+    def _scan_head(self, data: bytes) -> bool:
+        """Checks h11 leaves to us, on the bytes of the request head only."""
+        head = self._head
+        if not head:
+            # The first byte of a new head: from now on the whole head must arrive within
+            # header_timeout (slowloris), whatever the keep-alive timer said.
+            self._arm(self.config.header_timeout)
+        head += data
+        end = head.find(b"\r\n\r\n")
+        region = head if end < 0 else head[: end + 4]
+        line_end = region.find(b"\n")
+        limit = self.config.max_request_line
+        if (line_end < 0 and len(region) > limit) or line_end > limit + 1:
+            self._reject(414, "request line too long")
+            return False
+        if region.count(b"\n") != region.count(b"\r\n"):
+            self._reject(400, "bare LF in request head")
+            return False
+        if b"\n " in region or b"\n\t" in region:
+            self._reject(400, "obsolete line folding in request head")
+            return False
+        if end >= 0:
+            self._in_head = False
+            self._head = bytearray()
+        return True
+
+    def _handle_events(self) -> None:
+        conn = self.conn
+        while not self._closing:
+            try:
+                event = conn.next_event()
+            except h11.RemoteProtocolError as exc:
+                self._protocol_error(exc)
+                return
+            kind = type(event)
+            if kind is h11.Data:
+                self._on_body(event.data)  # type: ignore[union-attr]
+            elif kind is h11.Request:
+                self._on_request(event)  # type: ignore[arg-type]
+            elif kind is h11.EndOfMessage:
+                if self.cycle is not None:
+                    self.cycle.feed_end()
+            elif event is h11.NEED_DATA:
+                return
+            elif event is h11.PAUSED:
+                # A pipelined request waits until the current response is complete.
+                self._pause_reading()
+                return
+            else:  # ConnectionClosed
+                if self.cycle is None or self.cycle.complete:
+                    self._close()
+                return
+
+    def _on_request(self, event: h11.Request) -> None:
+        self._cancel_timer()
+        self._requests += 1
+        config = self.config
+        headers = event.headers
+        if len(headers) > config.max_header_count:
+            self._reject(431, "too many header fields")
+            return
+        length = -1
+        chunked = False
+        upgrade = None
+        for name, value in headers:
+            if name == b"content-length":
+                length = int(value)
+            elif name == b"transfer-encoding":
+                chunked = True
+            elif name == b"upgrade":
+                upgrade = value.lower()
+        if chunked and length >= 0:
+            self._reject(400, "both Content-Length and Transfer-Encoding")
+            return
+        assert self.info is not None
+        scope = http_scope(
+            config,
+            self.info,
+            self.state.lifespan_state,
+            method=event.method.decode("ascii"),
+            target=event.target,
+            headers=list(headers),
+            http_version=event.http_version.decode("ascii"),
+        )
+        if upgrade == b"websocket" and self._is_upgrade(headers):
+            self._switch_to_websocket(event, scope)
+            return
+        scope["extensions"] = {"http.response.trailers": {}, "http.response.pathsend": {}}
+        if self.state.access_log is not None:
+            self._started_at = time.time()
+        cycle = HTTPCycle(
+            scope,
+            self,
+            more_body=True,
+            expect_100=self.conn.they_are_waiting_for_100_continue,
+            max_body_size=config.max_body_size,
+        )
+        self.cycle = cycle
+        if config.max_body_size and length > config.max_body_size:
+            # Refused before reading a byte of it; the connection closes after the answer.
+            cycle.respond(413, b"Request body too large")
+            return
+        task = self._loop.create_task(cycle.run(self.state.app))
+        self.state.tasks.add(task)
+        task.add_done_callback(self.state.tasks.discard)
+
+    @staticmethod
+    def _is_upgrade(headers: Any) -> bool:
+        return any(name == b"connection" and b"upgrade" in value.lower() for name, value in headers)
+
+    def _switch_to_websocket(self, event: h11.Request, scope: dict[str, Any]) -> None:
+        from .websocket import WSProtocol
+
+        assert self.transport is not None and self.info is not None
+        self.state.connections.discard(self)
+        trailing, _ = self.conn.trailing_data
+        protocol = WSProtocol(self.state, self.info, event, scope, bytes(trailing))
+        self.transport.set_protocol(protocol)
+        protocol.connection_made(self.transport)
+
+    def _on_body(self, data: bytes) -> None:
+        cycle = self.cycle
+        if cycle is None or cycle.complete:
+            return
+        if not cycle.feed_body(data):
+            if cycle.started:
+                self._close()
+            else:
+                cycle.respond(413, b"Request body too large")
+            cycle.feed_disconnect()
+            return
+        if cycle.buffered > self.config.read_buffer_size:
+            self._pause_reading()
+
+    # -- ResponseSink ------------------------------------------------------------------------
+
+    def send_informational(self, status: int, headers: Headers) -> None:
+        if self._closing or self.transport is None:
+            return
+        self.transport.write(
+            self.conn.send(h11.InformationalResponse(status_code=status, headers=headers))
+        )
+
+    def send_head(self, status: int, headers: Headers, body: bytes, end: bool) -> None:
+        if self._closing or self.transport is None:
+            return
+        state = self.state
+        extra = list(state.default_headers)
+        if self.config.date_header:
+            extra.append((b"date", date_header()))
+        if extra:
+            provided = {name.lower() for name, _ in headers}
+            extra = [h for h in extra if h[0] not in provided]
+            headers = extra + headers
+        cap = self.config.max_requests_per_connection
+        if state.shutting_down or (cap and self._requests >= cap):
+            headers = [*headers, (b"connection", b"close")]
+        conn = self.conn
+        try:
+            reason = _PHRASES.get(status, b"")
+            data = conn.send(h11.Response(status_code=status, headers=headers, reason=reason))
+            if body:
+                data += conn.send(h11.Data(data=body))
+            if end:
+                data += conn.send(h11.EndOfMessage())
+        except h11.LocalProtocolError as exc:
+            if self.cycle is not None and self.cycle.started and status != 500:
+                # The app's response is invalid; report it to the app (it becomes a 500).
+                self.cycle.started = False
+                raise RuntimeError(f"invalid HTTP response from the application: {exc}") from None
+            self.transport.write(error_response(500, "Internal Server Error"))
+            self._close()
+            return
+        self.transport.write(data)
+
+    def send_data(self, data: bytes, end: bool) -> None:
+        if self._closing or self.transport is None:
+            return
+        conn = self.conn
+        try:
+            out = conn.send(h11.Data(data=data)) if data else b""
+            if end:
+                out += conn.send(h11.EndOfMessage())
+        except h11.LocalProtocolError as exc:
+            self._close()
+            raise RuntimeError(f"invalid response body: {exc}") from None
+        self.transport.write(out)
+
+    def send_trailers(self, headers: Headers) -> None:
+        if self._closing or self.transport is None:
+            return
+        conn = self.conn
+        try:
+            out = conn.send(h11.EndOfMessage(headers=headers))
+        except h11.LocalProtocolError:
+            # Not chunked (HTTP/1.0 or a Content-Length was given): trailers cannot be sent.
+            out = conn.send(h11.EndOfMessage())
+        self.transport.write(out)
+
+    async def drain(self) -> None:
+        if not self._writing_paused or self._closing:
+            return
+        waiter = self._drain_waiter
+        if waiter is None:
+            waiter = self._drain_waiter = self._loop.create_future()
+        await waiter
+
+    def body_consumed(self, size: int) -> None:
+        cycle = self.cycle
+        if (
+            self._reading_paused
+            and cycle is not None
+            and cycle.buffered <= self.config.read_buffer_size // 2
+        ):
+            self._resume_reading()
+
+    def abort(self) -> None:
+        self._close()
+
+    def done(self, cycle: HTTPCycle) -> None:
+        log = self.state.access_log
+        if log is not None:
+            self._log_access(cycle, log)
+        if self._closing:
+            return
+        conn = self.conn
+        cap = self.config.max_requests_per_connection
+        if (
+            conn.our_state is not h11.DONE
+            or conn.their_state is not h11.DONE
+            or self.state.shutting_down
+            or (cap and self._requests >= cap)
+        ):
+            # A request body left unread, an error, Connection: close, HTTP/1.0: close.
+            self._close()
+            return
+        conn.start_next_cycle()
+        self.cycle = None
+        self._in_head = True
+        self._head = bytearray()
+        trailing, _ = conn.trailing_data
+        if trailing:
+            # Pipelined requests already received: check and start the next one now.
+            if not self._scan_head(bytes(trailing)):
+                return
+            self._handle_events()
+        else:
+            self._arm(self.config.keep_alive_timeout)
+        self._resume_reading()
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _log_access(self, cycle: HTTPCycle, log: Any) -> None:
+        from .access_log import AccessRecord
+
+        scope = cycle.scope
+        client = scope.get("client")
+        headers = dict(scope["headers"])
+        target = scope["raw_path"]
+        if scope["query_string"]:
+            target += b"?" + scope["query_string"]
+        log.log(
+            AccessRecord(
+                client_addr=client[0] if client else None,
+                client_port=client[1] if client else None,
+                method=scope["method"],
+                target=target.decode("latin-1"),
+                http_version=scope["http_version"],
+                status=cycle.status,
+                response_bytes=cycle.response_bytes,
+                referer=_text(headers.get(b"referer")),
+                user_agent=_text(headers.get(b"user-agent")),
+                request_start=self._started_at,
+                duration=time.time() - self._started_at,
+                scheme=scope["scheme"],
+                host=_text(headers.get(b"host")),
+            )
+        )
+
+    def _protocol_error(self, exc: h11.RemoteProtocolError) -> None:
+        status = exc.error_status_hint
+        detail = str(exc)
+        if "buffer" in detail.lower() or "too long" in detail.lower():
+            status, detail = 431, "request head too large"
+        self._reject(status, detail)
+
+    def _reject(self, status: int, detail: str) -> None:
+        """Answer a request the server refuses before the app sees it, then close."""
+        logger.debug("rejecting request from %s: %d %s", self._peer(), status, detail)
+        if self.transport is not None and not self._closing:
+            cycle = self.cycle
+            if cycle is None or not cycle.started:
+                self.transport.write(error_response(status, detail))
+        self._close()
+
+    def _close(self) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        self._cancel_timer()
+        if self.cycle is not None and not self.cycle.complete:
+            self.cycle.feed_disconnect()
+        if self.transport is not None:
+            self.transport.close()
+        self._release_drain()
+
+    def _arm(self, timeout: float) -> None:
+        self._cancel_timer()
+        self._timer = self._loop.call_later(timeout, self._on_timeout)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _on_timeout(self) -> None:
+        self._timer = None
+        if self.cycle is None or self.cycle.complete:
+            self._close()
+
+    def _pause_reading(self) -> None:
+        if not self._reading_paused and self.transport is not None:
+            self._reading_paused = True
+            self.transport.pause_reading()
+
+    def _resume_reading(self) -> None:
+        if self._reading_paused and self.transport is not None and not self._closing:
+            self._reading_paused = False
+            self.transport.resume_reading()
+
+    def _release_drain(self) -> None:
+        waiter = self._drain_waiter
+        if waiter is not None:
+            self._drain_waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def _peer(self) -> str:
+        client = self.info.client if self.info is not None else None
+        return f"{client[0]}:{client[1]}" if client else "unix socket"
+
+    # -- shutdown -----------------------------------------------------------------------------
+
+    def shutdown(self) -> None:
+        if self.cycle is None or self.cycle.complete:
+            self._close()
+        # else: the response in progress gets Connection: close and the connection ends.
+
+
+def _text(value: bytes | None) -> str | None:
+    return value.decode("latin-1") if value is not None else None
