@@ -28,6 +28,7 @@ AccessLogFormat = Literal["common", "combined", "json"]
 ClientCert = Literal["none", "optional", "required"]
 LifespanMode = Literal["auto", "on", "off"]
 LogLevel = Literal["critical", "error", "warning", "info", "debug"]
+ForwardedHeaders = Literal["auto", "forwarded", "x-forwarded"]
 
 
 class ConfigError(ValueError):
@@ -64,6 +65,9 @@ class Config:
     #: Apply X-Forwarded-* / Forwarded from these peers only (IPs, CIDRs, ``*``, ``unix``).
     forwarded_allow_ips: tuple[str, ...] = ("127.0.0.1", "::1")
     proxy_headers: bool = True
+    #: Which headers carry the client behind a trusted proxy. ``auto`` prefers ``Forwarded``
+    #: but is spoofable behind proxies that pass a client's own ``Forwarded`` through.
+    forwarded_headers: ForwardedHeaders = "x-forwarded"
     server_header: bool = True
     date_header: bool = True
 
@@ -306,6 +310,22 @@ def _validate(config: Config) -> None:
         raise ConfigError("keyfile is set but certfile is not")
     if config.client_cert != "none" and config.ca_certs is None:
         raise ConfigError("client_cert verification needs ca_certs")
+    if config.ca_certs is not None and config.client_cert == "none":
+        raise ConfigError("ca_certs is only used to verify clients: set client_cert too")
+    if config.proxy_protocol and config.tls:
+        raise ConfigError(
+            "proxy_protocol with TLS on the same listener is not supported yet: terminate TLS "
+            "at the balancer, or serve plain HTTP behind it"
+        )
+    if config.access_log_backups and not config.access_log_max_bytes:
+        raise ConfigError("access_log_backups needs access_log_max_bytes (rotation by size)")
+    if config.access_log_max_bytes and config.access_log in (None, "-"):
+        raise ConfigError("access_log_max_bytes needs access_log to be a file path")
+    if config.access_log_max_bytes and config.workers > 1:
+        raise ConfigError(
+            "access_log_max_bytes with several workers would rotate one file from every "
+            "process: use logrotate and SIGHUP (rws-http reopens the log) instead"
+        )
     if config.root_path and (
         not config.root_path.startswith("/") or config.root_path.endswith("/")
     ):

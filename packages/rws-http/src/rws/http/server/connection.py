@@ -99,4 +99,16 @@ def http_scope(
     }
     if scope_type == "websocket":
         del scope["method"]
+        scope["subprotocols"] = websocket_subprotocols(headers)
     return scope
+
+
+def websocket_subprotocols(headers: list[tuple[bytes, bytes]]) -> list[str]:
+    """The subprotocols a client offers in ``Sec-WebSocket-Protocol``, in its order."""
+    return [
+        token
+        for name, value in headers
+        if name == b"sec-websocket-protocol"
+        for token in (part.strip() for part in value.decode("latin-1").split(","))
+        if token
+    ]

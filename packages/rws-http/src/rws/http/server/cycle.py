@@ -75,6 +75,7 @@ class HTTPCycle:
         "_expect_100",
         "_final_sent",
         "_has_trailers",
+        "_hold_head",
         "_headers",
         "_more_body",
         "_received",
@@ -117,6 +118,7 @@ class HTTPCycle:
         self._status = 0
         self._headers: Headers = []
         self._has_trailers = False
+        self._hold_head = False
 
     # -- request side, fed by the protocol ---------------------------------------------------
 
@@ -205,6 +207,19 @@ class HTTPCycle:
         self._headers = headers if type(headers) is list else list(headers)
         self._status = status
         self._has_trailers = bool(message.get("trailers", False))
+        # The head goes out with the first body chunk (one write, and a Content-Length for
+        # single-shot bodies). If the app yields before sending any body (SSE, long polls),
+        # this callback sends the head alone so the client is not left waiting for it.
+        asyncio.get_running_loop().call_soon(self._flush_head)
+
+    def _flush_head(self) -> None:
+        if self.started or self.complete or self._disconnected or not self._status:
+            return
+        if self._hold_head:
+            return
+        self.started = True
+        self.status = self._status
+        self.sink.send_head(self._status, self._headers, b"", False)
 
     async def _send_body(self, body: bytes, more: bool) -> None:
         if self.complete:
@@ -249,6 +264,7 @@ class HTTPCycle:
         if not self._status or self.started:
             raise RuntimeError("http.response.pathsend must follow http.response.start alone")
         loop = asyncio.get_running_loop()
+        self._hold_head = True  # the size, known after open(), goes into the head
         file = await loop.run_in_executor(None, open, path, "rb")
         try:
             size = os.fstat(file.fileno()).st_size

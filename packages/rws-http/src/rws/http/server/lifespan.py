@@ -87,6 +87,9 @@ class Lifespan:
 
     async def _send(self, message: Message) -> None:
         kind = message["type"]
+        if not kind.startswith("lifespan."):
+            # Not a lifespan app at all (it answered as if this were HTTP).
+            raise RuntimeError(f"unexpected lifespan message {kind!r}")
         self._answered = True
         if kind == "lifespan.startup.complete":
             self._settle(self._startup, None)

@@ -39,6 +39,12 @@ class Server:
         sockets: Sequence[socket.socket] | None = None,
     ) -> None:
         self.config = config or Config()
+        if self.config.proxy_headers:
+            from .proxy_headers import ProxyHeadersMiddleware
+
+            app = ProxyHeadersMiddleware(
+                app, self.config.forwarded_allow_ips, headers=self.config.forwarded_headers
+            )
         self.state = ServerState(app=app, config=self.config)
         self._given_sockets = list(sockets) if sockets is not None else None
         self._servers: list[asyncio.Server] = []
@@ -132,19 +138,15 @@ class Server:
             await self._lifespan.shutdown()
         finally:
             if state.access_log is not None:
-                close = getattr(state.access_log, "close", None)
-                if close is not None:
-                    close()
+                await state.access_log.aclose()
             self._stopped.set()
 
     async def wait_stopped(self) -> None:
         await self._stopped.wait()
 
     def reopen_logs(self) -> None:
-        log = self.state.access_log
-        reopen = getattr(log, "reopen", None)
-        if reopen is not None:
-            reopen()
+        if self.state.access_log is not None:
+            self.state.access_log.reopen()
 
     async def __aenter__(self) -> Server:
         await self.start()

@@ -15,6 +15,10 @@ from .cycle import ASGIApp
 class AccessLogger(Protocol):
     def log(self, record: Any) -> None: ...
 
+    def reopen(self) -> None: ...
+
+    async def aclose(self) -> None: ...
+
 
 class Closable(Protocol):
     def shutdown(self) -> None:

@@ -1,0 +1,86 @@
+"""Fixtures: a real rws-http server on 127.0.0.1:0 in the test's event loop, and real clients.
+
+The server and the test share one event loop, so every client used here is asynchronous
+(httpx.AsyncClient, asyncio streams, asyncio subprocesses for curl): a blocking client would
+stall the server it is talking to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from rws.http.server import Config, Server
+
+Start = Callable[..., Awaitable[str]]
+
+
+@pytest.fixture
+async def serve() -> AsyncIterator[Start]:
+    """``address = await serve(app, **config)`` starts a server; all stop after the test."""
+    servers: list[Server] = []
+
+    async def start(app: Any, **options: Any) -> str:
+        options.setdefault("bind", ("127.0.0.1:0",))
+        server = Server(app, Config(**options))
+        await server.start()
+        servers.append(server)
+        return server.addresses[0]
+
+    yield start
+    for server in servers:
+        await server.shutdown(grace=2)
+
+
+def need_tool(name: str) -> str:
+    """Path of an external tool, or skip (fail under RWS_REQUIRE_SERVICES=1)."""
+    path = shutil.which(name)
+    if path is None:
+        message = f"{name} is not installed"
+        if os.environ.get("RWS_REQUIRE_SERVICES") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+async def exchange(address: str, data: bytes, *, timeout: float = 10.0) -> bytes:
+    """Send raw bytes, read until the server closes the connection."""
+    host, port = address.rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(data)
+    await writer.drain()
+    try:
+        return await asyncio.wait_for(reader.read(), timeout)
+    finally:
+        writer.close()
+
+
+async def run(
+    *command: str, input: bytes | None = None, timeout: float = 30.0
+) -> tuple[int, bytes, bytes]:
+    process = await asyncio.create_subprocess_exec(
+        *command,
+        stdin=asyncio.subprocess.PIPE if input is not None else asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(input), timeout)
+    assert process.returncode is not None
+    return process.returncode, out, err
+
+
+@pytest.fixture
+def helpers() -> Any:
+    """The module-level helpers, reachable from test modules (which cannot import conftest)."""
+
+    class Helpers:
+        exchange = staticmethod(exchange)
+        run = staticmethod(run)
+        need_tool = staticmethod(need_tool)
+
+    return Helpers

@@ -1,0 +1,642 @@
+"""HTTP/1.1 and 1.0 behaviour against a real server, with curl, httpx and raw sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+from typing import Any
+
+import h11
+import httpx
+import pytest
+
+from rws.http.server import Config, ConfigError, Server
+
+Scope = dict[str, Any]
+
+
+async def read_body(receive: Any) -> bytes:
+    body = b""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return body
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            return body
+
+
+async def echo(scope: Scope, receive: Any, send: Any) -> None:
+    """Answers with what it saw: method, path, query, headers and the body length."""
+    if scope["type"] != "http":
+        return
+    body = await read_body(receive)
+    info = {
+        "method": scope["method"],
+        "path": scope["path"],
+        "raw_path": scope["raw_path"].decode(),
+        "query": scope["query_string"].decode(),
+        "http_version": scope["http_version"],
+        "root_path": scope["root_path"],
+        "host": dict(scope["headers"]).get(b"host", b"").decode(),
+        "length": len(body),
+        "client": list(scope["client"]) if scope["client"] else None,
+        "state": scope["state"],
+    }
+    payload = json.dumps(info).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"application/json")],
+        }
+    )
+    await send({"type": "http.response.body", "body": payload})
+
+
+async def test_get_with_httpx(serve: Any) -> None:
+    address = await serve(echo)
+    async with httpx.AsyncClient() as client:
+        response = await client.get(f"http://{address}/a%20b/c?x=1&y=%20")
+    assert response.status_code == 200
+    assert response.reason_phrase == "OK"
+    assert response.headers["server"] == "rws"
+    assert "date" in response.headers
+    assert response.headers["content-length"] == str(len(response.content))
+    info = response.json()
+    assert info["path"] == "/a b/c"
+    assert info["raw_path"] == "/a%20b/c"
+    assert info["query"] == "x=1&y=%20"
+    assert info["http_version"] == "1.1"
+    assert info["client"][0] == "127.0.0.1"
+
+
+async def test_curl_post_and_chunked_upload(serve: Any, helpers: Any) -> None:
+    curl = helpers.need_tool("curl")
+    address = await serve(echo)
+    body = b"x" * 300_000
+    code, out, err = await helpers.run(
+        curl, "-sS", "--data-binary", "@-", f"http://{address}/up", input=body
+    )
+    assert code == 0, err
+    assert json.loads(out)["length"] == 300_000
+    code, out, err = await helpers.run(
+        curl,
+        "-sS",
+        "-H",
+        "Transfer-Encoding: chunked",
+        "--data-binary",
+        "@-",
+        f"http://{address}/chunked",
+        input=body,
+    )
+    assert code == 0, err
+    assert json.loads(out)["length"] == 300_000
+
+
+async def test_keep_alive_and_pipelining_in_order(serve: Any) -> None:
+    address = await serve(echo)
+    host, port = address.split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    requests = (
+        b"".join(b"GET /%d HTTP/1.1\r\nHost: x\r\n\r\n" % i for i in range(5))
+        + b"GET /last HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    writer.write(requests)
+    data = await asyncio.wait_for(reader.read(), 10)
+    writer.close()
+    paths = [m.decode() for m in re.findall(rb'"path": "([^"]*)"', data)]
+    assert data.count(b"HTTP/1.1 200 OK") == 6
+    assert paths == ["/0", "/1", "/2", "/3", "/4", "/last"]
+
+
+async def streaming(scope: Scope, receive: Any, send: Any) -> None:
+    """Streams its response, with trailers when asked."""
+    trailers = scope["path"] == "/trailers"
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"trailer", b"x-checksum")] if trailers else [],
+            "trailers": trailers,
+        }
+    )
+    for i in range(3):
+        await send({"type": "http.response.body", "body": b"chunk%d;" % i, "more_body": True})
+    await send({"type": "http.response.body", "body": b"", "more_body": trailers})
+    if trailers:
+        await send({"type": "http.response.trailers", "headers": [(b"x-checksum", b"abc")]})
+
+
+async def test_streamed_response_is_chunked_and_single_shot_has_length(
+    serve: Any, helpers: Any
+) -> None:
+    address = await serve(streaming)
+    raw = await helpers.exchange(address, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert b"transfer-encoding: chunked" in head.lower()
+    assert body == b"7\r\nchunk0;\r\n7\r\nchunk1;\r\n7\r\nchunk2;\r\n0\r\n\r\n"
+
+
+async def test_trailers_on_http11(serve: Any, helpers: Any) -> None:
+    address = await serve(streaming)
+    raw = await helpers.exchange(
+        address, b"GET /trailers HTTP/1.1\r\nHost: x\r\nTE: trailers\r\nConnection: close\r\n\r\n"
+    )
+    client = h11.Connection(h11.CLIENT)
+    client.send(h11.Request(method="GET", target="/trailers", headers=[("host", "x")]))
+    client.send(h11.EndOfMessage())
+    client.receive_data(raw)
+    events = []
+    while (event := client.next_event()) is not h11.NEED_DATA:
+        events.append(event)
+        if isinstance(event, h11.EndOfMessage):
+            break
+    end = events[-1]
+    assert isinstance(end, h11.EndOfMessage)
+    assert list(end.headers) == [(b"x-checksum", b"abc")]
+    body = b"".join(e.data for e in events if isinstance(e, h11.Data))
+    assert body == b"chunk0;chunk1;chunk2;"
+
+
+async def test_request_body_streams_as_it_arrives(serve: Any) -> None:
+    """The app answers after the first chunk, before the client has sent the rest."""
+
+    async def first_chunk(scope: Scope, receive: Any, send: Any) -> None:
+        message = await receive()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send(
+            {
+                "type": "http.response.body",
+                "body": b"got %d" % len(message["body"]),
+                "more_body": True,
+            }
+        )
+        rest = await read_body(receive)
+        await send({"type": "http.response.body", "body": b" then %d" % len(rest)})
+
+    address = await serve(first_chunk)
+    host, port = address.split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+    await writer.drain()
+    head = await asyncio.wait_for(reader.readuntil(b"got 5"), 10)
+    assert head.startswith(b"HTTP/1.1 200 OK")
+    writer.write(b"3\r\nabc\r\n0\r\n\r\n")
+    await writer.drain()
+    rest = await asyncio.wait_for(reader.readuntil(b"then 3"), 10)
+    assert rest.endswith(b"then 3")
+    writer.close()
+
+
+async def test_slow_client_back_pressure_bounds_buffering(serve: Any) -> None:
+    """A client that does not read stops the app's send() instead of filling memory."""
+    sent = 0
+    chunk = b"x" * 65536
+
+    async def firehose(scope: Scope, receive: Any, send: Any) -> None:
+        nonlocal sent
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        for _ in range(2000):  # 128 MiB if nothing pushed back
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            sent += len(chunk)
+        await send({"type": "http.response.body", "body": b""})
+
+    address = await serve(firehose, write_buffer_size=65536)
+    host, port = address.split(":")
+    reader, writer = await asyncio.open_connection(host, int(port), limit=1024)
+    writer.transport.pause_reading()  # type: ignore[attr-defined]
+    writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    await writer.drain()
+    # Let the server run until it is blocked by back-pressure.
+    previous = -1
+    while previous != sent:
+        previous = sent
+        await asyncio.sleep(0.2)
+    assert sent < 32 * 1024 * 1024, f"server buffered {sent} bytes for a client that reads none"
+    writer.close()
+
+
+async def test_head_keeps_length_and_sends_no_body(serve: Any, helpers: Any) -> None:
+    address = await serve(echo)
+    raw = await helpers.exchange(
+        address, b"HEAD / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 OK")
+    assert body == b""
+
+
+@pytest.mark.parametrize("status", [204, 304])
+async def test_no_body_statuses(serve: Any, helpers: Any, status: int) -> None:
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": status, "headers": []})
+        await send({"type": "http.response.body", "body": b"must not be sent"})
+
+    address = await serve(app)
+    raw = await helpers.exchange(address, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 %d" % status)
+    assert body == b""
+    assert b"content-length" not in head.lower()
+
+
+async def test_expect_100_continue_only_when_app_reads(serve: Any) -> None:
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        if scope["path"] == "/reject":
+            await send({"type": "http.response.start", "status": 403, "headers": []})
+            await send({"type": "http.response.body", "body": b"no"})
+            return
+        body = await read_body(receive)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": body})
+
+    address = await serve(app)
+    host, port = address.split(":")
+    head = b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n"
+
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(head % b"/reject")
+    first = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    assert first.startswith(b"HTTP/1.1 403")
+    writer.close()
+
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(head % b"/read")
+    first = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    assert first == b"HTTP/1.1 100 Continue\r\n\r\n"
+    writer.write(b"data")
+    final = await asyncio.wait_for(reader.readuntil(b"data"), 10)
+    assert final.startswith(b"HTTP/1.1 200 OK")
+    writer.close()
+
+
+async def test_http10_request(serve: Any, helpers: Any) -> None:
+    address = await serve(echo)
+    raw = await helpers.exchange(address, b"GET /old HTTP/1.0\r\n\r\n")
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 OK")
+    assert json.loads(body)["http_version"] == "1.0"
+
+
+async def test_absolute_form_target(serve: Any, helpers: Any) -> None:
+    address = await serve(echo)
+    raw = await helpers.exchange(
+        address,
+        b"GET http://example.com:8080/p/q?x=1 HTTP/1.1\r\nHost: other\r\nConnection: close\r\n\r\n",
+    )
+    info = json.loads(raw.partition(b"\r\n\r\n")[2])
+    assert (info["path"], info["query"], info["host"]) == ("/p/q", "x=1", "example.com:8080")
+
+
+async def test_root_path_is_part_of_path(serve: Any) -> None:
+    address = await serve(echo, root_path="/api")
+    async with httpx.AsyncClient() as client:
+        info = (await client.get(f"http://{address}/items")).json()
+    assert (info["root_path"], info["path"]) == ("/api", "/api/items")
+
+
+# -- limits and hostile input -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status"),
+    [
+        (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+        (b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * 70000 + b"\r\n\r\n", 431),
+        (
+            b"GET / HTTP/1.1\r\nHost: x\r\n"
+            + b"".join(b"X-%d: y\r\n" % i for i in range(101))
+            + b"\r\n",
+            431,
+        ),
+        (
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"0\r\n\r\n",
+            400,
+        ),
+        (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd", 400),
+        (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost: x\r\nX-Folded: a\r\n b\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\nHost: x\n\n", 400),
+        (b"GET / HTTP/1.1\r\nHost: x\nX: y\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\n\r\n", 400),
+        (b"GARBAGE\r\n\r\n", 400),
+        (b"GET / HTTP/2.7\r\nHost: x\r\n\r\n", 505),
+        (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999\r\n\r\n", 413),
+    ],
+    ids=[
+        "long-line",
+        "big-head",
+        "header-count",
+        "cl-and-te",
+        "two-cl",
+        "bad-chunk",
+        "obs-fold",
+        "bare-lf",
+        "mixed-lf",
+        "no-host",
+        "garbage",
+        "version",
+        "cl-too-big",
+    ],
+)
+async def test_bad_requests_get_an_error_and_a_closed_connection(
+    serve: Any, helpers: Any, request_bytes: bytes, status: int
+) -> None:
+    called = False
+
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        nonlocal called
+        called = called or scope["type"] == "http"
+        await echo(scope, receive, send)
+
+    address = await serve(app, max_body_size=1_000_000)
+    raw = await helpers.exchange(address, request_bytes)
+    assert raw.startswith(b"HTTP/1.1 %d " % status), raw[:200]
+    assert b"connection: close" in raw.lower()
+    # A bad chunk is only found after the (valid) head started the app.
+    assert called == (status == 400 and b"zz" in request_bytes)
+
+
+async def test_chunked_body_over_limit_is_cut_mid_stream(serve: Any, helpers: Any) -> None:
+    seen = []
+
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        while True:
+            message = await receive()
+            seen.append(message["type"])
+            if message["type"] == "http.disconnect" or not message.get("more_body"):
+                break
+
+    address = await serve(app, max_body_size=10_000)
+    chunk = b"1000\r\n" + b"z" * 4096 + b"\r\n"
+    raw = await helpers.exchange(
+        address,
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        + chunk * 5
+        + b"0\r\n\r\n",
+    )
+    assert raw.startswith(b"HTTP/1.1 413 ")
+    assert seen[-1] == "http.disconnect"
+
+
+async def test_slowloris_head_timeout_closes(serve: Any) -> None:
+    address = await serve(echo, header_timeout=0.3)
+    host, port = address.split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n")
+    await writer.drain()
+    for _ in range(3):
+        writer.write(b"X-Slow: 1\r\n")  # trickle, never finishing the head
+        await asyncio.sleep(0.05)
+    assert await asyncio.wait_for(reader.read(), 10) == b""
+    writer.close()
+
+
+async def test_keep_alive_idle_timeout_closes(serve: Any) -> None:
+    address = await serve(echo, keep_alive_timeout=0.2)
+    host, port = address.split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    data = await asyncio.wait_for(reader.read(), 10)  # the response, then EOF when idle
+    assert data.startswith(b"HTTP/1.1 200 OK")
+    writer.close()
+
+
+async def test_max_requests_per_connection(serve: Any, helpers: Any) -> None:
+    address = await serve(echo, max_requests_per_connection=2)
+    raw = await helpers.exchange(address, b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\n" * 3)
+    assert raw.count(b"HTTP/1.1 200 OK") == 2
+    assert raw.lower().count(b"connection: close") == 1
+
+
+# -- application failures ----------------------------------------------------------------------
+
+
+async def test_app_errors_become_500_and_the_server_survives(
+    serve: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        if scope["path"] == "/raise":
+            raise ValueError("boom")
+        if scope["path"] == "/silent":
+            return
+        if scope["path"] == "/late":
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"part", "more_body": True})
+            raise ValueError("late boom")
+        await echo(scope, receive, send)
+
+    address = await serve(app)
+    caplog.set_level(logging.ERROR, logger="rws.http.error")
+    async with httpx.AsyncClient() as client:
+        raised = await client.get(f"http://{address}/raise")
+        silent = await client.get(f"http://{address}/silent")
+        with pytest.raises(httpx.RemoteProtocolError):
+            await client.get(f"http://{address}/late")
+        fine = await client.get(f"http://{address}/fine")
+    assert raised.status_code == silent.status_code == 500
+    assert raised.text == "Internal Server Error"
+    assert fine.status_code == 200
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("exception in ASGI application" in m for m in messages)
+    assert any(r.exc_info and "boom" in str(r.exc_info[1]) for r in caplog.records)
+    assert any("without starting a response" in m for m in messages)
+
+
+async def test_invalid_response_from_app_is_a_500(serve: Any) -> None:
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        await send(
+            {"type": "http.response.start", "status": 200, "headers": [(b"bad header", b"x")]}
+        )
+        await send({"type": "http.response.body", "body": b""})
+
+    address = await serve(app)
+    async with httpx.AsyncClient() as client:
+        response = await client.get(f"http://{address}/")
+    assert response.status_code == 500
+
+
+# -- lifespan, state, pathsend, starlette, unix sockets ------------------------------------------
+
+
+async def test_lifespan_state_reaches_requests(serve: Any) -> None:
+    events = []
+
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                events.append(message["type"])
+                if message["type"] == "lifespan.startup":
+                    scope["state"]["db"] = "connected"
+                    await send({"type": "lifespan.startup.complete"})
+                else:
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        await echo(scope, receive, send)
+
+    server = Server(app, Config(bind=("127.0.0.1:0",)))
+    await server.start()
+    async with httpx.AsyncClient() as client:
+        info = (await client.get(f"http://{server.addresses[0]}/")).json()
+    await server.shutdown()
+    assert info["state"] == {"db": "connected"}
+    assert events == ["lifespan.startup", "lifespan.shutdown"]
+
+
+async def test_lifespan_startup_failure_stops_the_server() -> None:
+    from rws.http.server.lifespan import LifespanError
+
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "lifespan.startup.failed", "message": "no database"})
+
+    server = Server(app, Config(bind=("127.0.0.1:0",)))
+    with pytest.raises(LifespanError, match="no database"):
+        await server.start()
+    assert server.addresses == []
+
+
+async def test_pathsend(serve: Any, tmp_path: Any) -> None:
+    payload = bytes(range(256)) * 4000
+    (tmp_path / "blob").write_bytes(payload)
+
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        assert "http.response.pathsend" in scope["extensions"]
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.pathsend", "path": str(tmp_path / "blob")})
+
+    address = await serve(app)
+    async with httpx.AsyncClient() as client:
+        response = await client.get(f"http://{address}/")
+    assert response.content == payload
+    assert response.headers["content-length"] == str(len(payload))
+
+
+async def test_starlette_app(serve: Any) -> None:
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, StreamingResponse
+    from starlette.routing import Route
+
+    async def upload(request: Request) -> JSONResponse:
+        return JSONResponse({"size": len(await request.body()), "q": request.query_params["q"]})
+
+    async def stream(request: Request) -> StreamingResponse:
+        async def gen() -> Any:
+            for i in range(3):
+                yield f"{i}\n"
+
+        return StreamingResponse(gen(), media_type="text/plain")
+
+    app = Starlette(routes=[Route("/up", upload, methods=["POST"]), Route("/stream", stream)])
+    address = await serve(app)
+    async with httpx.AsyncClient() as client:
+        response = await client.post(f"http://{address}/up?q=ok", content=b"a" * 1000)
+        streamed = await client.get(f"http://{address}/stream")
+        missing = await client.get(f"http://{address}/nope")
+    assert response.json() == {"size": 1000, "q": "ok"}
+    assert streamed.text == "0\n1\n2\n"
+    assert missing.status_code == 404
+
+
+async def test_unix_socket(serve: Any, helpers: Any, tmp_path: Any) -> None:
+    curl = helpers.need_tool("curl")
+    path = tmp_path / "rws.sock"
+    await serve(echo, bind=(f"unix:{path}",))
+    code, out, err = await helpers.run(curl, "-sS", "--unix-socket", str(path), "http://x/unix")
+    assert code == 0, err
+    info = json.loads(out)
+    assert info["path"] == "/unix"
+    assert info["client"] is None
+
+
+async def test_graceful_shutdown_finishes_in_flight_requests() -> None:
+    release = asyncio.Event()
+    started = asyncio.Event()
+
+    async def slow(scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        started.set()
+        await release.wait()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"finished"})
+
+    server = Server(slow, Config(bind=("127.0.0.1:0",), lifespan="off"))
+    await server.start()
+    address = server.addresses[0]
+    async with httpx.AsyncClient() as client:
+        request = asyncio.ensure_future(client.get(f"http://{address}/"))
+        await started.wait()
+        stopping = asyncio.ensure_future(server.shutdown(grace=10))
+        await asyncio.sleep(0.1)
+        assert not stopping.done()
+        with pytest.raises(httpx.ConnectError):
+            await client.get(f"http://{address}/", headers={"connection": "close"})
+        release.set()
+        response = await request
+        await stopping
+    assert response.text == "finished"
+    assert response.headers["connection"] == "close"
+
+
+async def test_graceful_shutdown_is_bounded() -> None:
+    async def forever(scope: Scope, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+
+    server = Server(forever, Config(bind=("127.0.0.1:0",), lifespan="off"))
+    await server.start()
+    host, port = server.addresses[0].split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    await reader.readuntil(b"\r\n\r\n")
+    await asyncio.wait_for(server.shutdown(grace=0.2), 10)
+    assert await asyncio.wait_for(reader.read(), 10) is not None
+    writer.close()
+
+
+# -- configuration ------------------------------------------------------------------------------
+
+
+def test_config_rejects_unknown_keys_with_a_suggestion(tmp_path: Any) -> None:
+    with pytest.raises(ConfigError, match="did you mean 'max_body_size'"):
+        Config.from_mapping({"max_body_sise": 1})
+    with pytest.raises(ConfigError, match="RWS_HTTP_KEEP_ALIVE_TIMEOUT"):
+        Config.from_env({"RWS_HTTP_KEEP_ALIVE_TIMOUT": "3"})
+    with pytest.raises(ConfigError, match="max_body_size must be a whole number"):
+        Config.from_mapping({"max_body_size": "big"})
+    with pytest.raises(ConfigError, match="must be one of"):
+        Config.from_mapping({"client_cert": "sometimes"})
+    with pytest.raises(ConfigError, match="keyfile is set but certfile is not"):
+        Config(keyfile="k.pem")
+
+
+def test_config_precedence_file_env_overrides(tmp_path: Any) -> None:
+    path = tmp_path / "rws-http.toml"
+    path.write_text('bind = ["127.0.0.1:9000"]\nmax_body_size = 10\nkeep_alive_timeout = 7\n')
+    config = Config.load(
+        file=path,
+        environ={
+            "RWS_HTTP_MAX_BODY_SIZE": "20",
+            "RWS_HTTP_PROXY_HEADERS": "false",
+            "OTHER": "ignored",
+        },
+        overrides={"keep_alive_timeout": 9.5},
+    )
+    assert config.bind == ("127.0.0.1:9000",)
+    assert config.max_body_size == 20
+    assert config.proxy_headers is False
+    assert config.keep_alive_timeout == 9.5
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[server]\nbnd = 1\n")
+    with pytest.raises(ConfigError, match="bnd.*did you mean 'bind'"):
+        Config.from_toml(bad)
