@@ -206,7 +206,7 @@ async def test_slow_client_back_pressure_bounds_buffering(serve: Any) -> None:
 
     address = await serve(firehose, write_buffer_size=65536)
     host, port = address.split(":")
-    reader, writer = await asyncio.open_connection(host, int(port), limit=1024)
+    _reader, writer = await asyncio.open_connection(host, int(port), limit=1024)
     writer.transport.pause_reading()  # type: ignore[attr-defined]
     writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
     await writer.drain()
@@ -638,5 +638,5 @@ def test_config_precedence_file_env_overrides(tmp_path: Any) -> None:
     assert config.keep_alive_timeout == 9.5
     bad = tmp_path / "bad.toml"
     bad.write_text("[server]\nbnd = 1\n")
-    with pytest.raises(ConfigError, match="bnd.*did you mean 'bind'"):
+    with pytest.raises(ConfigError, match=r"bnd.*did you mean 'bind'"):
         Config.from_toml(bad)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import difflib
 import logging
 import os
 import sys
@@ -42,13 +43,22 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("app", help="the application, as module:attribute (e.g. main:app)")
     serve.add_argument("--config", metavar="FILE", help="TOML file of settings")
-    serve.add_argument("--factory", action="store_true",
-                       help="the attribute is a factory: call it to get the app")
+    serve.add_argument(
+        "--factory", action="store_true", help="the attribute is a factory: call it to get the app"
+    )
     serve.add_argument("--app-dir", default=".", help="directory to import the app from")
-    serve.add_argument("--reload", action="store_true",
-                       help="restart when a .py file under --app-dir changes (development)")
-    serve.add_argument("-b", "--bind", action="append", metavar="ADDRESS",
-                       help="HOST:PORT, [IPv6]:PORT, unix:PATH or fd://N; repeatable")
+    serve.add_argument(
+        "--reload",
+        action="store_true",
+        help="restart when a .py file under --app-dir changes (development)",
+    )
+    serve.add_argument(
+        "-b",
+        "--bind",
+        action="append",
+        metavar="ADDRESS",
+        help="HOST:PORT, [IPv6]:PORT, unix:PATH or fd://N; repeatable",
+    )
     hints = typing.get_type_hints(Config)
     group = serve.add_argument_group("settings (also RWS_HTTP_<NAME> and the --config file)")
     for field in dataclasses.fields(Config):
@@ -56,12 +66,21 @@ def _parser() -> argparse.ArgumentParser:
             continue
         kind = hints[field.name]
         if kind is bool:
-            group.add_argument(_flag(field.name), dest=field.name, default=None,
-                               action=argparse.BooleanOptionalAction,
-                               help=f"(default: {field.default})")
+            group.add_argument(
+                _flag(field.name),
+                dest=field.name,
+                default=None,
+                action=argparse.BooleanOptionalAction,
+                help=f"(default: {field.default})",
+            )
         else:
-            group.add_argument(_flag(field.name), dest=field.name, default=None,
-                               metavar=field.name.upper(), help=f"(default: {field.default})")
+            group.add_argument(
+                _flag(field.name),
+                dest=field.name,
+                default=None,
+                metavar=field.name.upper(),
+                help=f"(default: {field.default})",
+            )
     return parser
 
 
@@ -103,20 +122,13 @@ def run_worker(sockets: list[Any], options: dict[str, Any]) -> None:
         sys.exit(3)
     from .server import serve
 
-    try:
-        import uvloop  # type: ignore[import-not-found]
-
-        runner: Any = uvloop.run if options.get("uvloop", False) else asyncio.run
-    except ImportError:
-        runner = asyncio.run
-    runner(serve(app, config, sockets=sockets))
+    asyncio.run(serve(app, config, sockets=sockets))
 
 
 def _serve(args: argparse.Namespace) -> int:
     config = _settings(args)
     _configure_logging(config.log_level)
-    options = {"app": args.app, "factory": args.factory, "app_dir": args.app_dir,
-               "config": config}
+    options = {"app": args.app, "factory": args.factory, "app_dir": args.app_dir, "config": config}
     # Fail fast, in the parent, on an app that cannot even be imported.
     try:
         load_app(args.app, factory=args.factory, app_dir=args.app_dir)
@@ -127,21 +139,43 @@ def _serve(args: argparse.Namespace) -> int:
     if args.reload:
         from .supervisor import Reloader
 
-        return Reloader(run_worker, sockets, options, root=Path(args.app_dir).resolve(),
-                        stop_timeout=config.graceful_timeout + 5).run()
+        return Reloader(
+            run_worker,
+            sockets,
+            options,
+            root=Path(args.app_dir).resolve(),
+            stop_timeout=config.graceful_timeout + 5,
+        ).run()
     if config.workers > 1:
         from .supervisor import Supervisor
 
-        return Supervisor(run_worker, sockets, options, config.workers,
-                          stop_timeout=config.graceful_timeout + 5).run()
+        return Supervisor(
+            run_worker, sockets, options, config.workers, stop_timeout=config.graceful_timeout + 5
+        ).run()
     run_worker(sockets, options)
     return 0
+
+
+def _unknown_message(parser: argparse.ArgumentParser, unknown: list[str]) -> str:
+    """Name the first unknown option and the closest real one (``--max-body-sise``)."""
+    options: list[str] = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                for sub_action in sub._actions:
+                    options.extend(sub_action.option_strings)
+    first = unknown[0]
+    match = difflib.get_close_matches(first.split("=")[0], options, n=1)
+    hint = f"; did you mean {match[0]}?" if match else ""
+    return f"unrecognized arguments: {' '.join(unknown)}{hint}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run rws-http: the ASGI server for HTTP/1.1 and HTTP/2 (``serve MODULE:ATTR``)."""
     parser = _parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        parser.error(_unknown_message(parser, unknown))
     try:
         return _serve(args)
     except ConfigError as exc:
@@ -149,7 +183,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         print(f"rws-http: {exc.strerror or exc}", file=sys.stderr)
         return 1
-    return 0
 
 
 def serve_main(argv: Sequence[str] | None = None) -> int:

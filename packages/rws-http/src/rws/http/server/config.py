@@ -84,7 +84,7 @@ class Config:
     #: Longest request line (method, target, version); longer answers 414.
     max_request_line: int = 8190
     #: Largest request head (request line plus headers); larger answers 431.
-    max_header_bytes: int = 65536
+    max_header_bytes: int = 16384
     #: Most header fields in a request; more answers 431.
     max_header_count: int = 100
     #: Largest request body in bytes (0: no limit); larger answers 413.
