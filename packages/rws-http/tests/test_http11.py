@@ -640,3 +640,20 @@ def test_config_precedence_file_env_overrides(tmp_path: Any) -> None:
     bad.write_text("[server]\nbnd = 1\n")
     with pytest.raises(ConfigError, match=r"bnd.*did you mean 'bind'"):
         Config.from_toml(bad)
+
+
+async def test_accepted_connections_disable_nagle() -> None:
+    """Streamed responses must not wait for delayed ACKs: TCP_NODELAY on every connection."""
+    import socket
+
+    server = Server(echo, Config(bind=("127.0.0.1:0",), lifespan="off"))
+    await server.start()
+    host, port = server.addresses[0].split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    await reader.readuntil(b"}")
+    (connection,) = server.state.connections
+    sock = connection.transport.get_extra_info("socket")  # type: ignore[attr-defined]
+    assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+    writer.close()
+    await server.shutdown()

@@ -68,7 +68,10 @@ def open_listener(address: BindAddress, backlog: int) -> socket.socket:
             sock.bind(address.path)
             os.chmod(address.path, 0o660)
         else:
-            sock = socket.socket(address.family, socket.SOCK_STREAM)
+            # IPPROTO_TCP explicitly: accepted sockets inherit it, and asyncio only turns
+            # Nagle off (TCP_NODELAY) on sockets that say they are TCP. Without it, the last
+            # write of a streamed response waits ~40 ms for the client's delayed ACK.
+            sock = socket.socket(address.family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             if address.family == socket.AF_INET6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
