@@ -18,6 +18,7 @@ from typing import Any
 
 import h11
 
+from .access import log_exchange
 from .config import Config
 from .connection import ConnectionInfo, http_scope
 from .cycle import Headers, HTTPCycle
@@ -181,6 +182,11 @@ class H11Protocol(asyncio.Protocol):
         if (line_end < 0 and len(region) > limit) or line_end > limit + 1:
             self._reject(414, "request line too long")
             return False
+        if (end < 0 and len(head) > self.config.max_header_bytes) or (
+            end + 4 > self.config.max_header_bytes
+        ):
+            self._reject(431, "request head too large")
+            return False
         if region.count(b"\n") != region.count(b"\r\n"):
             self._reject(400, "bare LF in request head")
             return False
@@ -211,8 +217,11 @@ class H11Protocol(asyncio.Protocol):
             elif event is h11.NEED_DATA:
                 return
             elif event is h11.PAUSED:
-                # A pipelined request waits until the current response is complete.
-                self._pause_reading()
+                # h11 says PAUSED after every complete request while its response is pending.
+                # Only bytes already waiting (a pipelined request) are worth pausing the
+                # transport for; otherwise pausing would cost two syscalls per request.
+                if conn.trailing_data[0]:
+                    self._pause_reading()
                 return
             else:  # ConnectionClosed
                 if self.cycle is None or self.cycle.complete:
@@ -223,6 +232,9 @@ class H11Protocol(asyncio.Protocol):
         self._cancel_timer()
         self._requests += 1
         config = self.config
+        if event.http_version not in (b"1.1", b"1.0"):
+            self._reject(505, "only HTTP/1.0 and HTTP/1.1 are served here")
+            return
         headers = event.headers
         if len(headers) > config.max_header_count:
             self._reject(431, "too many header fields")
@@ -241,6 +253,9 @@ class H11Protocol(asyncio.Protocol):
             self._reject(400, "both Content-Length and Transfer-Encoding")
             return
         assert self.info is not None
+        if upgrade == b"h2c" and length <= 0 and not chunked and self._switch_to_h2c(event):
+            return
+        websocket = upgrade == b"websocket" and self._is_upgrade(headers)
         scope = http_scope(
             config,
             self.info,
@@ -249,8 +264,9 @@ class H11Protocol(asyncio.Protocol):
             target=event.target,
             headers=list(headers),
             http_version=event.http_version.decode("ascii"),
+            scope_type="websocket" if websocket else "http",
         )
-        if upgrade == b"websocket" and self._is_upgrade(headers):
+        if websocket:
             self._switch_to_websocket(event, scope)
             return
         scope["extensions"] = {"http.response.trailers": {}, "http.response.pathsend": {}}
@@ -276,6 +292,48 @@ class H11Protocol(asyncio.Protocol):
     def _is_upgrade(headers: Any) -> bool:
         return any(name == b"connection" and b"upgrade" in value.lower() for name, value in headers)
 
+    def _switch_to_h2c(self, event: h11.Request) -> bool:
+        """``Upgrade: h2c`` (RFC 7540 3.2) on a body-less cleartext request: go HTTP/2.
+
+        Over TLS (where ALPN is the way), with a body, or without exactly one
+        ``HTTP2-Settings`` named in ``Connection``, the upgrade is ignored and the request
+        served over HTTP/1.1, as the RFC allows.
+        """
+        assert self.transport is not None and self.info is not None
+        if self.info.tls or self.state.shutting_down:
+            return False
+        settings = [value for name, value in event.headers if name == b"http2-settings"]
+        tokens = {
+            token.strip()
+            for name, value in event.headers
+            if name == b"connection"
+            for token in value.lower().split(b",")
+        }
+        if len(settings) != 1 or not {b"upgrade", b"http2-settings"} <= tokens:
+            return False
+        from .http2 import H2Protocol
+
+        trailing, _ = self.conn.trailing_data
+        try:
+            H2Protocol.from_upgrade(
+                self.state,
+                self.info,
+                self.transport,
+                settings[0],
+                method=event.method.decode("ascii"),
+                target=event.target,
+                headers=list(event.headers),
+                data=bytes(trailing),
+            )
+        except ValueError as exc:
+            logger.debug("ignoring h2c upgrade from %s: %s", self._peer(), exc)
+            return False
+        # The transport is HTTP/2's now: stop _handle_events and touch it no more.
+        self._closing = True
+        self._cancel_timer()
+        self.state.connections.discard(self)
+        return True
+
     def _switch_to_websocket(self, event: h11.Request, scope: dict[str, Any]) -> None:
         from .websocket import WSProtocol
 
@@ -283,6 +341,9 @@ class H11Protocol(asyncio.Protocol):
         self.state.connections.discard(self)
         trailing, _ = self.conn.trailing_data
         protocol = WSProtocol(self.state, self.info, event, scope, bytes(trailing))
+        # The transport is the WebSocket's now: stop _handle_events (h11 reports PAUSED next,
+        # which would pause reading on it) and touch it no more.
+        self._closing = True
         self.transport.set_protocol(protocol)
         protocol.connection_made(self.transport)
 
@@ -306,7 +367,11 @@ class H11Protocol(asyncio.Protocol):
         if self._closing or self.transport is None:
             return
         self.transport.write(
-            self.conn.send(h11.InformationalResponse(status_code=status, headers=headers))
+            self.conn.send(
+                h11.InformationalResponse(
+                    status_code=status, headers=headers, reason=_PHRASES.get(status, b"")
+                )
+            )
         )
 
     def send_head(self, status: int, headers: Headers, body: bytes, end: bool) -> None:
@@ -386,9 +451,8 @@ class H11Protocol(asyncio.Protocol):
         self._close()
 
     def done(self, cycle: HTTPCycle) -> None:
-        log = self.state.access_log
-        if log is not None:
-            self._log_access(cycle, log)
+        if self.state.access_log is not None:
+            log_exchange(self.state, cycle, self._started_at)
         if self._closing:
             return
         conn = self.conn
@@ -417,33 +481,6 @@ class H11Protocol(asyncio.Protocol):
         self._resume_reading()
 
     # -- helpers ------------------------------------------------------------------------------
-
-    def _log_access(self, cycle: HTTPCycle, log: Any) -> None:
-        from .access_log import AccessRecord
-
-        scope = cycle.scope
-        client = scope.get("client")
-        headers = dict(scope["headers"])
-        target = scope["raw_path"]
-        if scope["query_string"]:
-            target += b"?" + scope["query_string"]
-        log.log(
-            AccessRecord(
-                client_addr=client[0] if client else None,
-                client_port=client[1] if client else None,
-                method=scope["method"],
-                target=target.decode("latin-1"),
-                http_version=scope["http_version"],
-                status=cycle.status,
-                response_bytes=cycle.response_bytes,
-                referer=_text(headers.get(b"referer")),
-                user_agent=_text(headers.get(b"user-agent")),
-                request_start=self._started_at,
-                duration=time.time() - self._started_at,
-                scheme=scope["scheme"],
-                host=_text(headers.get(b"host")),
-            )
-        )
 
     def _protocol_error(self, exc: h11.RemoteProtocolError) -> None:
         status = exc.error_status_hint
@@ -513,7 +550,3 @@ class H11Protocol(asyncio.Protocol):
         if self.cycle is None or self.cycle.complete:
             self._close()
         # else: the response in progress gets Connection: close and the connection ends.
-
-
-def _text(value: bytes | None) -> str | None:
-    return value.decode("latin-1") if value is not None else None
