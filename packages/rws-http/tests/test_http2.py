@@ -1271,3 +1271,22 @@ async def test_shutdown_grace_over_aborts_running_streams(no_escaped_errors: Non
     assert [g.error_code for g in goaways(frames)] == [ErrorCodes.NO_ERROR]
     assert seen == ["http.disconnect"]
     await client.close()
+
+
+async def test_head_goes_out_before_a_delayed_body(no_escaped_errors: None) -> None:
+    release = asyncio.Event()
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await release.wait()  # e.g. server-sent events: nothing to say yet
+        await send({"type": "http.response.body", "body": b"event"})
+
+    async with running(app) as server:
+        client = await Client.connect(server.addresses[0])
+        sid = client.request("/events")
+        await client.until(lambda: client.stream(sid).status == 200)
+        assert not client.stream(sid).body
+        release.set()
+        record = await client.response(sid)
+        assert record.body == b"event"
+        await client.close()

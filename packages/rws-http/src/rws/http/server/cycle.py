@@ -71,6 +71,7 @@ class HTTPCycle:
         "_body",
         "_body_waiter",
         "_buffered",
+        "_deferred_error",
         "_disconnected",
         "_expect_100",
         "_final_sent",
@@ -110,6 +111,7 @@ class HTTPCycle:
         self._expect_100 = expect_100 and more_body
         self._body_waiter: asyncio.Future[None] | None = None
         self._final_sent = False
+        self._deferred_error: Exception | None = None
         self._disconnected = False
         self.started = False
         self.complete = False
@@ -185,6 +187,9 @@ class HTTPCycle:
         return data
 
     async def send(self, message: Message) -> None:
+        if self._deferred_error is not None:
+            error, self._deferred_error = self._deferred_error, None
+            raise error
         kind = message["type"]
         if kind == "http.response.body":
             await self._send_body(message.get("body", b""), message.get("more_body", False))
@@ -219,7 +224,10 @@ class HTTPCycle:
             return
         self.started = True
         self.status = self._status
-        self.sink.send_head(self._status, self._headers, b"", False)
+        try:
+            self.sink.send_head(self._status, self._headers, b"", False)
+        except Exception as exc:  # re-raised into the app by its next send()
+            self._deferred_error = exc
 
     async def _send_body(self, body: bytes, more: bool) -> None:
         if self.complete:
@@ -313,7 +321,11 @@ class HTTPCycle:
             )
             self._fail()
         else:
-            if not self.started and not self.complete:
+            if not self.started and not self.complete and self._disconnected:
+                # The client left (or reset the stream) and the app stopped: nothing to say.
+                self.complete = True
+                self.sink.done(self)
+            elif not self.started and not self.complete:
                 logger.error(
                     "ASGI callable returned without starting a response for %s %s",
                     self.scope["method"],

@@ -274,7 +274,7 @@ class _Stream:
             return
         try:
             block = protocol.response_headers(status, headers)
-        except InvalidHeadersError as exc:
+        except (InvalidHeadersError, TypeError, ValueError) as exc:  # not (bytes, bytes) pairs
             cycle = self.cycle
             if cycle.started and status != 500:
                 # Report it to the app, so that the cycle can answer 500 instead.

@@ -117,8 +117,9 @@ class Supervisor:
 
 def python_files(root: Path) -> Iterator[Path]:
     for path in root.rglob("*.py"):
-        if not any(part.startswith(".") or part in ("__pycache__", "node_modules")
-                   for part in path.parts):
+        if not any(
+            part.startswith(".") or part in ("__pycache__", "node_modules") for part in path.parts
+        ):
             yield path
 
 
@@ -158,7 +159,8 @@ class Reloader(Supervisor):
             current = snapshot(self.root)
             if current != stamps:
                 changed = sorted(
-                    str(p) for p in set(current) ^ set(stamps)
+                    str(p)
+                    for p in set(current) ^ set(stamps)
                     | {p for p in current if stamps.get(p) != current[p]}
                 )
                 logger.warning("reloading: %s changed", ", ".join(changed[:3]))
