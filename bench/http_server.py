@@ -218,12 +218,14 @@ def _on_signal(signum: int, frame: object) -> None:
 
 
 def cpu_times() -> tuple[float, float]:
-    """(busy, softirq) seconds of all CPUs together: user+nice+system+irq+softirq+steal."""
+    """(busy, steal) seconds of all CPUs together. Busy is user+nice+system+irq+softirq+steal:
+    steal is time the hypervisor gave our virtual CPUs to other guests, as real a disturbance
+    as a process of our own machine, and invisible in any /proc/<pid>/stat."""
     with open("/proc/stat") as stat:
         fields = stat.readline().split()
     values = [int(v) for v in fields[1:9]]
     busy = sum(values) - values[3] - values[4]  # minus idle and iowait
-    return busy / CLK_TCK, values[6] / CLK_TCK
+    return busy / CLK_TCK, values[7] / CLK_TCK
 
 
 def _stat_fields(pid: int) -> list[str] | None:
@@ -509,6 +511,8 @@ class Run:
     peak_rss_kib: int = 0
     #: CPU of everything but server, load tool and this script, in cores (0.05: 5 % of one).
     noise: float = 0.0
+    #: The part of ``noise`` that is hypervisor steal time (other guests on the host).
+    steal: float = 0.0
     quiet: bool = True
     idle_before: float = 0.0
     server_cpu: float = 0.0  # share of one core during the measured load
@@ -598,7 +602,7 @@ def run_once(
                 warm = ["h2load", "-D", f"{opts.warmup:g}", "-c", str(opts.h2_clients)]
                 run_tool([*warm, "-m", str(opts.h2_streams), url], opts.load_core, 60)
         pids = process_tree(server.pid)
-        busy0, soft0 = cpu_times()
+        busy0, steal0 = cpu_times()
         server0, own0, accepts0 = tree_cpu(pids), time.process_time(), passive_opens()
         start = time.monotonic()
         if protocol == "h1":
@@ -608,7 +612,7 @@ def run_once(
                 url, opts.h2_requests, opts.h2_clients, opts.h2_streams, opts.load_core, h2log
             )
         wall = time.monotonic() - start
-        busy1, soft1 = cpu_times()
+        busy1, steal1 = cpu_times()
         server_cpu = tree_cpu(pids) - server0
         own = time.process_time() - own0
         run.accepts = passive_opens() - accepts0
@@ -618,7 +622,8 @@ def run_once(
         run.tool_cpu = load.cpu_s / wall
         run.noise = max(0.0, busy1 - busy0 - server_cpu - load.cpu_s - own) / wall
         run.quiet = run.noise <= opts.noise
-        run.detail = {"softirq_cores": (soft1 - soft0) / wall, **load.detail}
+        run.steal = (steal1 - steal0) / wall
+        run.detail = load.detail
         run.requests = load.requests
         run.p99_ms = load.p99_ms
         if load.failure is None:
@@ -701,7 +706,7 @@ def _progress(run: Run, repetitions: int) -> None:
         p99 = f", p99 {run.p99_ms:.1f} ms" if run.p99_ms is not None else ""
         print(
             f"  {where}: {run.rps:,.0f} req/s{p99}, server CPU {run.server_cpu:.0%}, "
-            f"load tool {run.tool_cpu:.0%}, others {run.noise:.1%}{noisy}, "
+            f"load tool {run.tool_cpu:.0%}, others {run.noise:.1%} (steal {run.steal:.1%}){noisy}, "
             f"RSS {run.peak_rss_kib / 1024:.1f} MiB, {run.accepts} accepts",
             file=sys.stderr,
             flush=True,
@@ -804,6 +809,8 @@ def report(scenarios: list[str], summary: dict[str, dict[str, Any]], opts: Optio
             if "ratio" in row:
                 low, high = row["ratio_range"]
                 ratio = f"{row['ratio']:.2f} ({low:.2f}-{high:.2f})"
+                if row["noisy_only"] or summary[scenario].get("rws-http", {}).get("noisy_only"):
+                    ratio += " (noisy)"
             elif name != "rws-http":
                 ratio = "— (no rws-http run)"
             failed = row["repetitions"] - row["ok"]
