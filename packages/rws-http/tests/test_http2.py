@@ -448,7 +448,11 @@ async def test_curl_prior_knowledge(no_escaped_errors: None) -> None:
         assert info["path"] == "/a b" and info["query"] == "x=1"
         assert info["http_version"] == "2" and info["scheme"] == "http"
         assert ["host", server.addresses[0]] in info["headers"]
-        assert info["extensions"] == ["http.response.pathsend", "http.response.trailers"]
+        assert info["extensions"] == [
+            "http.response.pathsend",
+            "http.response.trailers",
+            "rws.http.body_limit",
+        ]
 
         upload = os.urandom(3_000_000)
         process = await asyncio.create_subprocess_exec(
@@ -474,6 +478,26 @@ async def test_curl_prior_knowledge(no_escaped_errors: None) -> None:
         assert code == 0, err
         assert len(out) == 20_000_000
         assert out[:512] == bytes(range(256)) * 2
+
+
+async def test_refused_upload_over_tls_still_gets_its_answer(
+    certificates: tuple[str, str, ssl.SSLContext], no_escaped_errors: None, tmp_path: Path
+) -> None:
+    """HTTP/1.1 over TLS: the 413 arrives although the client is still sending its body."""
+    curl = need_tool("curl")
+    server_pem, ca_pem, _ = certificates
+    upload = tmp_path / "upload"
+    upload.write_bytes(b"t" * 8_000_000)
+    async with running(echo, certfile=server_pem, max_body_size=1000) as server:
+        port = server.addresses[0].rsplit(":", 1)[1]
+        for _ in range(3):
+            code, out, err = await run(
+                curl, "-sS", "--http1.1", "-H", "Expect:", "--data-binary", f"@{upload}",
+                "--cacert", ca_pem, "--resolve", f"localhost:{port}:127.0.0.1",
+                "-w", "\n%{http_code}", f"https://localhost:{port}/",
+            )  # fmt: skip
+            assert code == 0, err
+            assert out.endswith(b"Request body too large\n413"), out[-200:]
 
 
 async def test_curl_tls_alpn_h2_and_http11_fallback(
@@ -923,11 +947,11 @@ async def test_request_body_limit(no_escaped_errors: None) -> None:
 
     async with running(app, max_body_size=1000) as server:
         client = await Client.connect(server.addresses[0])
-        # Announced too large: refused before the app runs.
+        # Announced too large: refused when the app asks for the body, before a byte of it
+        # is taken (the app could have raised its limit first).
         sid = client.request("/announced", "POST", [("content-length", "5000")], end=False)
         record = await client.response(sid)
         assert record.status == 413 and record.body == b"Request body too large"
-        assert "/announced" not in calls
         # Found too large while reading: 413, the app sees a disconnect.
         sid = client.request("/streamed", "POST", end=False)
         await client.upload(sid, b"x" * 600, end=False)
@@ -944,6 +968,40 @@ async def test_request_body_limit(no_escaped_errors: None) -> None:
         # Within the limit: served.
         record = await client.response(client.request("/fine", "POST", body=b"y" * 1000))
         assert record.status == 200 and record.body == b"1000"
+        await client.close()
+
+
+async def test_app_sets_its_own_body_limit_per_route(no_escaped_errors: None) -> None:
+    """The ``rws.http.body_limit`` extension works over HTTP/2 as over HTTP/1.1."""
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        assert scope["extensions"]["rws.http.body_limit"] == {"max_body_size": 1000}
+        if scope["path"] == "/upload":
+            await send({"type": "rws.http.body_limit", "max_body_size": 200_000})
+        body = await read_body(receive)
+        await respond(send, 200, str(len(body)).encode())
+
+    async with running(app, max_body_size=1000) as server:
+        client = await Client.connect(server.addresses[0])
+        for path, size, status in (
+            ("/upload", 150_000, 200),
+            ("/upload", 200_001, 413),
+            ("/", 1001, 413),
+            ("/", 1000, 200),
+        ):
+            for announced in (True, False):
+                extra = [("content-length", str(size))] if announced else []
+                sid = client.request(path, "POST", extra, end=False)
+                await client.upload(sid, b"u" * size)
+                record = await client.response(sid)
+                assert record.status == status, (path, size, announced)
+                if status == 200:
+                    assert bytes(record.body) == str(size).encode()
+        # Refused bodies gave their flow-control credit back: the connection still carries
+        # a body larger than the initial 64 KiB window.
+        sid = client.request("/upload", "POST", end=False)
+        await client.upload(sid, b"v" * 100_000)
+        assert (await client.response(sid)).status == 200
         await client.close()
 
 

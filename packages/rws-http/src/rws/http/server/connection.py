@@ -103,6 +103,20 @@ def http_scope(
     return scope
 
 
+def http_extensions(config: Config) -> dict[str, Any]:
+    """The ASGI extensions an HTTP request's scope advertises (a fresh dict: apps may edit it).
+
+    ``rws.http.body_limit`` carries this server's default body limit; an app changes it for
+    one request by sending ``{"type": "rws.http.body_limit", "max_body_size": N}`` before it
+    reads the body or starts its response (0: no limit).
+    """
+    return {
+        "http.response.trailers": {},
+        "http.response.pathsend": {},
+        "rws.http.body_limit": {"max_body_size": config.max_body_size},
+    }
+
+
 def websocket_subprotocols(headers: list[tuple[bytes, bytes]]) -> list[str]:
     """The subprotocols a client offers in ``Sec-WebSocket-Protocol``, in its order."""
     return [

@@ -78,10 +78,12 @@ class HTTPCycle:
         "_has_trailers",
         "_headers",
         "_hold_head",
+        "_limit_fixed",
         "_more_body",
         "_received",
         "_status",
         "complete",
+        "declared_length",
         "head_request",
         "max_body_size",
         "response_bytes",
@@ -99,11 +101,16 @@ class HTTPCycle:
         more_body: bool,
         expect_100: bool = False,
         max_body_size: int = 0,
+        declared_length: int = -1,
     ) -> None:
         self.scope = scope
         self.sink = sink
         self.head_request = scope["method"] == "HEAD"
         self.max_body_size = max_body_size
+        self.declared_length = declared_length
+        # Until the app first reads (or starts its response) it may still change the limit
+        # with an ``rws.http.body_limit`` message, so the limit is applied from then on.
+        self._limit_fixed = not more_body
         self._body: deque[bytes] = deque()
         self._buffered = 0
         self._received = 0
@@ -129,9 +136,17 @@ class HTTPCycle:
         return self._buffered
 
     def feed_body(self, data: bytes) -> bool:
-        """Queue request body bytes; ``False`` when they push the body over its limit."""
+        """Queue request body bytes; ``False`` when they push the body over its limit.
+
+        Before the limit is fixed the protocol's read buffer (HTTP/1.1) or flow-control
+        window (HTTP/2) bounds what can pile up here.
+        """
         self._received += len(data)
-        if self.max_body_size and self._received > self.max_body_size:
+        if (
+            self.max_body_size
+            and self._received > self.max_body_size
+            and (self._limit_fixed or self._status)
+        ):
             return False
         self._body.append(data)
         self._buffered += len(data)
@@ -155,6 +170,8 @@ class HTTPCycle:
     # -- the ASGI callables -----------------------------------------------------------------
 
     async def receive(self) -> Message:
+        if not self._limit_fixed and not self._fix_limit():
+            return {"type": "http.disconnect"}
         while True:
             if self._body:
                 data = self._body.popleft() if len(self._body) == 1 else self._drain_body()
@@ -181,6 +198,47 @@ class HTTPCycle:
             finally:
                 self._body_waiter = None
 
+    def _fix_limit(self) -> bool:
+        """Apply the body limit now that the app has had its say; ``False``: refused (413).
+
+        Nothing of a body announced too large has been asked for yet: with
+        ``Expect: 100-continue`` the client gets the 413 instead of ``100 Continue``.
+        """
+        self._limit_fixed = True
+        limit = self.max_body_size
+        if not limit or (self.declared_length <= limit and self._received <= limit):
+            return True
+        if self.started:
+            self.sink.abort()
+            self.complete = True
+            self.sink.done(self)
+        else:
+            self.respond(413, b"Request body too large")
+        self._disconnected = True
+        if self._buffered:
+            self.sink.body_consumed(self._buffered)  # HTTP/2: give the flow window back
+            self._body.clear()
+            self._buffered = 0
+        return False
+
+    def set_body_limit(self, message: Message) -> None:
+        """The ``rws.http.body_limit`` extension: this request's own body limit.
+
+        A per-route limit (an upload route above the server default, a JSON API below it)
+        must be set before the app reads the body or starts its response.
+        """
+        size = message.get("max_body_size")
+        if type(size) is not int or size < 0:
+            raise RuntimeError(
+                f"rws.http.body_limit needs max_body_size as an int >= 0 (0: no limit), "
+                f"not {size!r}"
+            )
+        if (self._limit_fixed or self._status) and self._more_body:
+            raise RuntimeError(
+                "rws.http.body_limit must be sent before the body is read or the response starts"
+            )
+        self.max_body_size = size
+
     def _drain_body(self) -> bytes:
         data = b"".join(self._body)
         self._body.clear()
@@ -199,10 +257,14 @@ class HTTPCycle:
             self._send_trailers(message)
         elif kind == "http.response.pathsend":
             await self._send_path(message)
+        elif kind == "rws.http.body_limit":
+            self.set_body_limit(message)
         else:
             raise RuntimeError(f"unexpected ASGI message {kind!r} for an HTTP request")
 
     def _start(self, message: Message) -> None:
+        if self._disconnected and self.complete:
+            return  # the server answered already (413) or the client left: nothing to send
         if self._status or self.complete:
             raise RuntimeError("http.response.start sent twice")
         status = message["status"]

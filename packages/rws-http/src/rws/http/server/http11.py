@@ -20,8 +20,9 @@ import h11
 
 from .access import log_exchange
 from .config import Config
-from .connection import ConnectionInfo, http_scope
+from .connection import ConnectionInfo, http_extensions, http_scope
 from .cycle import Headers, HTTPCycle
+from .linger import LingeringClose
 from .state import ServerState, date_header
 
 logger = logging.getLogger("rws.http.error")
@@ -39,6 +40,10 @@ _REASONS = {
     501: b"Not Implemented",
     505: b"HTTP Version Not Supported",
 }
+
+
+#: Our side's h11 states once a response is completely written.
+_ANSWERED = (h11.DONE, h11.MUST_CLOSE)
 
 
 def error_response(status: int, detail: str) -> bytes:
@@ -269,21 +274,20 @@ class H11Protocol(asyncio.Protocol):
         if websocket:
             self._switch_to_websocket(event, scope)
             return
-        scope["extensions"] = {"http.response.trailers": {}, "http.response.pathsend": {}}
+        scope["extensions"] = http_extensions(config)
         if self.state.access_log is not None:
             self._started_at = time.time()
+        # A body announced too large is refused (413) when the app first reads it, before a
+        # byte of it is read: the app may raise the limit for this route first.
         cycle = HTTPCycle(
             scope,
             self,
             more_body=True,
             expect_100=self.conn.they_are_waiting_for_100_continue,
             max_body_size=config.max_body_size,
+            declared_length=length,
         )
         self.cycle = cycle
-        if config.max_body_size and length > config.max_body_size:
-            # Refused before reading a byte of it; the connection closes after the answer.
-            cycle.respond(413, b"Request body too large")
-            return
         task = self._loop.create_task(cycle.run(self.state.app))
         self.state.tasks.add(task)
         task.add_done_callback(self.state.tasks.discard)
@@ -464,7 +468,7 @@ class H11Protocol(asyncio.Protocol):
             or (cap and self._requests >= cap)
         ):
             # A request body left unread, an error, Connection: close, HTTP/1.0: close.
-            self._close()
+            self._close(linger=conn.our_state in _ANSWERED and conn.their_state is h11.SEND_BODY)
             return
         conn.start_next_cycle()
         self.cycle = None
@@ -496,9 +500,12 @@ class H11Protocol(asyncio.Protocol):
             cycle = self.cycle
             if cycle is None or not cycle.started:
                 self.transport.write(error_response(status, detail))
+                self._close(linger=True)
+                return
         self._close()
 
-    def _close(self) -> None:
+    def _close(self, *, linger: bool = False) -> None:
+        """Close the connection; ``linger``: a complete answer was written, let it arrive."""
         if self._closing:
             return
         self._closing = True
@@ -506,7 +513,11 @@ class H11Protocol(asyncio.Protocol):
         if self.cycle is not None and not self.cycle.complete:
             self.cycle.feed_disconnect()
         if self.transport is not None:
-            self.transport.close()
+            if linger:
+                self.state.connections.discard(self)
+                LingeringClose.start(self.state, self.transport)
+            else:
+                self.transport.close()
         self._release_drain()
 
     def _arm(self, timeout: float) -> None:

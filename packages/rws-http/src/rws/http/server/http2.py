@@ -71,7 +71,7 @@ from h2.settings import SettingCodes
 
 from .access import log_exchange
 from .config import Config
-from .connection import ConnectionInfo, http_scope
+from .connection import ConnectionInfo, http_extensions, http_scope
 from .cycle import Headers, HTTPCycle
 from .state import ServerState, date_header
 
@@ -724,8 +724,6 @@ class H2Protocol(asyncio.Protocol):
                 reject = (400, b"Invalid method")
         if len(headers) > self.config.max_header_count:
             reject = (431, b"Too many header fields")
-        elif self.config.max_body_size and length > self.config.max_body_size:
-            reject = (413, b"Request body too large")
         self._open_stream(
             stream_id,
             text,
@@ -733,6 +731,7 @@ class H2Protocol(asyncio.Protocol):
             headers,
             reject,
             ended=event.stream_ended is not None,
+            declared_length=length,
         )
 
     def _open_stream(
@@ -744,6 +743,7 @@ class H2Protocol(asyncio.Protocol):
         reject: tuple[int, bytes] | None,
         *,
         ended: bool,
+        declared_length: int = -1,
     ) -> None:
         state = self.state
         config = self.config
@@ -756,11 +756,17 @@ class H2Protocol(asyncio.Protocol):
             headers=headers,
             http_version="2",
         )
-        scope["extensions"] = {"http.response.trailers": {}, "http.response.pathsend": {}}
+        scope["extensions"] = http_extensions(config)
         stream = _Stream(self, stream_id, ended)
         if state.access_log is not None:
             stream.started_at = time.time()
-        cycle = HTTPCycle(scope, stream, more_body=not ended, max_body_size=config.max_body_size)
+        cycle = HTTPCycle(
+            scope,
+            stream,
+            more_body=not ended,
+            max_body_size=config.max_body_size,
+            declared_length=declared_length,
+        )
         stream.cycle = cycle
         self.streams[stream_id] = stream
         self._streams_opened += 1
