@@ -14,6 +14,7 @@ import asyncio
 import base64
 import contextlib
 import hashlib
+import json
 import logging
 import os
 import socket
@@ -1013,3 +1014,63 @@ async def test_starlette_send_after_client_left_raises_disconnect(serve: Any) ->
     async with asyncio.timeout(GUARD):
         exc = await outcome.get()
     assert isinstance(exc, WebSocketDisconnect)
+
+
+# -- access log ------------------------------------------------------------------------------------
+
+
+async def test_access_log_records_each_websocket_when_it_ends(tmp_path: Any) -> None:
+    """nginx's way: the upgrade GET, 101 (or the refusal's status), bytes sent, its lifetime."""
+
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        await receive()
+        if scope["path"] == "/refused":
+            await send({"type": "websocket.close"})
+            return
+        if scope["path"] == "/denied":
+            await send({"type": "websocket.http.response.start", "status": 401, "headers": []})
+            await send({"type": "websocket.http.response.body", "body": b"log in"})
+            return
+        await send({"type": "websocket.accept"})
+        while (message := await receive())["type"] == "websocket.receive":
+            await send({"type": "websocket.send", "text": message["text"] * 2})
+
+    log = tmp_path / "access.log"
+    async with running(app, access_log=str(log), access_log_format="json") as server:
+        address = server.addresses[0]
+        chat = connect(address, "/chat?room=1", user_agent_header="ws-test/1", compression=None)
+        async with chat as ws:
+            for text in ("hi", "there"):
+                await ws.send(text)
+                assert await ws.recv() == text * 2
+            await asyncio.sleep(0.05)
+        for path in ("/refused", "/denied"):
+            with pytest.raises(InvalidStatus):
+                async with connect(address, path):
+                    pass
+        # A handshake the server itself refuses (no Sec-WebSocket-Key) is logged too.
+        raw = b"GET /bad HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
+        reader, writer = await asyncio.open_connection(*address.rsplit(":", 1))
+        writer.write(raw)
+        assert (await asyncio.wait_for(reader.read(), GUARD)).startswith(b"HTTP/1.1 400 ")
+        writer.close()
+        await writer.wait_closed()
+        # Still open at shutdown: closed with 1001 and logged before the log closes.
+        lingering = await connect(address, "/open-at-shutdown", compression=None)
+        await lingering.send("x")
+        assert await lingering.recv() == "xx"
+    with contextlib.suppress(ConnectionClosed):
+        await lingering.recv()
+    assert lingering.close_code == 1001
+    records = {r["target"]: r for r in map(json.loads, log.read_text().splitlines())}
+    assert set(records) == {"/chat?room=1", "/refused", "/denied", "/bad", "/open-at-shutdown"}
+    assert records["/open-at-shutdown"]["status"] == 101
+    chat = records["/chat?room=1"]
+    assert chat["method"] == "GET" and chat["status"] == 101 and chat["scheme"] == "ws"
+    assert chat["http_version"] == "1.1" and chat["user_agent"] == "ws-test/1"
+    assert chat["response_bytes"] == (2 + 4) + (2 + 10)  # two frames: header + payload
+    assert chat["duration_ms"] >= 40  # it lived through the 50 ms sleep
+    assert records["/refused"]["status"] == 403
+    assert records["/denied"]["status"] == 401
+    assert records["/denied"]["response_bytes"] == len(b"log in")
+    assert records["/bad"]["status"] == 400

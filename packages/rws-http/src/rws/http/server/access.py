@@ -1,8 +1,10 @@
-"""One access-log record per finished exchange, the same for every HTTP version."""
+"""One access-log record per finished exchange, the same for every HTTP version and WebSocket."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
+from typing import Any
 
 from .cycle import HTTPCycle
 from .state import ServerState
@@ -13,12 +15,26 @@ def log_exchange(state: ServerState, cycle: HTTPCycle, started_at: float) -> Non
 
     ``started_at`` is the ``time.time()`` at which the request head was complete.
     """
+    log_request(state, cycle.scope, cycle.status, cycle.response_bytes, started_at)
+
+
+def log_request(
+    state: ServerState,
+    scope: Mapping[str, Any],
+    status: int,
+    response_bytes: int,
+    started_at: float,
+) -> None:
+    """The access-log record of one HTTP request or WebSocket connection (logged at its end).
+
+    A WebSocket is logged as nginx does: the upgrade ``GET`` with status 101 once accepted (or
+    the status that refused it), its duration the life of the connection.
+    """
     log = state.access_log
     if log is None:
         return
     from .access_log import AccessRecord
 
-    scope = cycle.scope
     client = scope.get("client")
     headers = dict(scope["headers"])
     target = scope["raw_path"]
@@ -28,11 +44,11 @@ def log_exchange(state: ServerState, cycle: HTTPCycle, started_at: float) -> Non
         AccessRecord(
             client_addr=client[0] if client else None,
             client_port=client[1] if client else None,
-            method=scope["method"],
+            method=scope.get("method", "GET"),
             target=target.decode("latin-1"),
             http_version=scope["http_version"],
-            status=cycle.status,
-            response_bytes=cycle.response_bytes,
+            status=status,
+            response_bytes=response_bytes,
             referer=_text(headers.get(b"referer")),
             user_agent=_text(headers.get(b"user-agent")),
             request_start=started_at,

@@ -44,6 +44,7 @@ import asyncio
 import enum
 import logging
 import os
+import time
 from collections import deque
 from http import HTTPStatus
 from typing import Any
@@ -65,6 +66,7 @@ from wsproto.events import (
 from wsproto.extensions import PerMessageDeflate
 from wsproto.utilities import LocalProtocolError, ProtocolError, RemoteProtocolError
 
+from .access import log_request
 from .connection import ConnectionInfo
 from .cycle import Headers, Message
 from .http11 import error_response
@@ -162,6 +164,11 @@ class WSProtocol(asyncio.Protocol):
         # The denial response: status and headers until the first body message.
         self._response: tuple[int, Headers] | None = None
         self._response_started = False
+        # For the access log, written when the connection ends: the handshake's answer
+        # (101, or the refusal's status) and the message or denial body bytes sent.
+        self._log_status = 0
+        self._log_bytes = 0
+        self._started_at = time.time() if state.access_log is not None else 0.0
 
     # -- asyncio callbacks -------------------------------------------------------------------
 
@@ -204,6 +211,9 @@ class WSProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.state.connections.discard(self)
+        if self._started_at:
+            log_request(self.state, self.scope, self._log_status, self._log_bytes, self._started_at)
+            self._started_at = 0.0
         self._stop_timers()
         self._phase = _Phase.CLOSED
         self._pending.clear()
@@ -287,6 +297,8 @@ class WSProtocol(asyncio.Protocol):
     def _http_error(self, status: int, detail: str, headers: Headers | None = None) -> None:
         """Answer the handshake with a complete server-generated response, then close."""
         body = detail.encode("ascii", "replace") + b"\n" if detail else b""
+        self._log_status = status
+        self._log_bytes = len(body)
         data = None
         if self._can_respond:
             head = [
@@ -422,6 +434,7 @@ class WSProtocol(asyncio.Protocol):
             raise RuntimeError(f"invalid websocket.accept: {exc}") from None
         self._deflate = deflate.enabled()
         self._phase = _Phase.OPEN
+        self._log_status = 101
         logger.debug("WebSocket %s accepted from %s", self._path(), self._peer())
         self._write(data)
         self._schedule_ping()
@@ -450,7 +463,9 @@ class WSProtocol(asyncio.Protocol):
             event = BytesMessage(data=data if type(data) is bytes else bytes(data))
         else:
             raise RuntimeError("websocket.send needs exactly one of 'bytes' and 'text'")
-        self._write(self.conn.send(event))
+        frame = self.conn.send(event)
+        self._log_bytes += len(frame)
+        self._write(frame)
         if not self._writable.is_set():
             await self._writable.wait()
 
@@ -483,6 +498,7 @@ class WSProtocol(asyncio.Protocol):
             raise RuntimeError(f"invalid HTTP status {status!r} for a denial response")
         self._response = (status, list(message.get("headers") or ()))
         self._phase = _Phase.DENYING
+        self._log_status = status
 
     async def _deny_body(self, message: Message) -> None:
         if self._phase is not _Phase.DENYING:
@@ -505,6 +521,7 @@ class WSProtocol(asyncio.Protocol):
             data = self.conn.send(RejectData(data=body, body_finished=not more))
         except (ProtocolError, h11.ProtocolError) as exc:
             raise RuntimeError(f"invalid denial response: {exc}") from None
+        self._log_bytes += len(body)
         self._write(data)
         if not more:
             logger.debug("WebSocket %s denied with %d", self._path(), self._response[0])
