@@ -384,6 +384,52 @@ async def test_chunked_body_over_limit_is_cut_mid_stream(serve: Any, helpers: An
     assert seen[-1] == "http.disconnect"
 
 
+# -- request trailers (the rws.http.request_trailers extension) ---------------------------------
+
+
+async def trailer_echo(scope: Scope, receive: Any, send: Any) -> None:
+    assert "rws.http.request_trailers" in scope["extensions"]
+    messages = []
+    while True:
+        message = await receive()
+        messages.append(message)
+        if not message.get("more_body"):
+            break
+    trailers = [[n.decode(), v.decode()] for n, v in messages[-1].get("trailers", [])]
+    body = b"".join(m.get("body", b"") for m in messages).decode()
+    payload = json.dumps({"body": body, "trailers": trailers}).encode()
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": payload})
+
+
+async def test_chunked_request_trailers_reach_the_app(serve: Any, helpers: Any) -> None:
+    address = await serve(trailer_echo)
+    raw = await helpers.exchange(
+        address,
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTE: trailers\r\n\r\n"
+        b"5\r\nhello\r\n6\r\n world\r\n0\r\nX-Checksum: abc\r\nX-Count: 2\r\n\r\n"
+        # and, on the same connection, a body without trailers: no "trailers" key
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+    )
+    first, second = re.findall(rb"\{.*?\}(?=HTTP|$)", raw)
+    assert json.loads(first) == {
+        "body": "hello world",
+        "trailers": [["x-checksum", "abc"], ["x-count", "2"]],
+    }
+    assert json.loads(second) == {"body": "ok", "trailers": []}
+
+
+async def test_too_many_request_trailers_are_refused(serve: Any, helpers: Any) -> None:
+    address = await serve(trailer_echo, max_header_count=3)
+    trailers = b"".join(b"X-T%d: v\r\n" % i for i in range(4))
+    raw = await helpers.exchange(
+        address,
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"1\r\na\r\n0\r\n" + trailers + b"\r\n",
+    )
+    assert raw.startswith(b"HTTP/1.1 431 "), raw
+
+
 # -- per-route body limits (the rws.http.body_limit extension) ---------------------------------
 
 

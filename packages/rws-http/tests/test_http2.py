@@ -452,6 +452,7 @@ async def test_curl_prior_knowledge(no_escaped_errors: None) -> None:
             "http.response.pathsend",
             "http.response.trailers",
             "rws.http.body_limit",
+            "rws.http.request_trailers",
         ]
 
         upload = os.urandom(3_000_000)
@@ -968,6 +969,37 @@ async def test_request_body_limit(no_escaped_errors: None) -> None:
         # Within the limit: served.
         record = await client.response(client.request("/fine", "POST", body=b"y" * 1000))
         assert record.status == 200 and record.body == b"1000"
+        await client.close()
+
+
+async def test_request_trailers_reach_the_app(no_escaped_errors: None) -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        assert "rws.http.request_trailers" in scope["extensions"]
+        body, last = b"", {}
+        while True:
+            last = await receive()
+            body += last.get("body", b"")
+            if not last.get("more_body"):
+                break
+        trailers = [[n.decode(), v.decode()] for n, v in last.get("trailers", [])]
+        await respond(send, 200, json.dumps([body.decode(), trailers]).encode())
+
+    async with running(app, max_header_count=5) as server:
+        client = await Client.connect(server.addresses[0])
+        sid = client.request("/", "POST", [("te", "trailers")], body=b"payload", end=False)
+        client.conn.send_headers(sid, [("x-checksum", "abc")], end_stream=True)
+        client.flush()
+        record = await client.response(sid)
+        assert json.loads(bytes(record.body)) == ["payload", [["x-checksum", "abc"]]]
+        # No trailers: no key.
+        record = await client.response(client.request("/", "POST", body=b"plain"))
+        assert json.loads(bytes(record.body)) == ["plain", []]
+        # More trailer fields than max_header_count: the stream is reset.
+        sid = client.request("/", "POST", body=b"x", end=False)
+        client.conn.send_headers(sid, [(f"x-{i}", "v") for i in range(6)], end_stream=True)
+        client.flush()
+        record = await client.response(sid)
+        assert record.reset == ErrorCodes.PROTOCOL_ERROR
         await client.close()
 
 

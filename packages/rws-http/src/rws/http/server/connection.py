@@ -108,12 +108,15 @@ def http_extensions(config: Config) -> dict[str, Any]:
 
     ``rws.http.body_limit`` carries this server's default body limit; an app changes it for
     one request by sending ``{"type": "rws.http.body_limit", "max_body_size": N}`` before it
-    reads the body or starts its response (0: no limit).
+    reads the body or starts its response (0: no limit). ``rws.http.request_trailers``: the
+    last ``http.request`` message of a request that had trailer fields carries them as
+    ``"trailers"`` (a list of ``(name, value)`` byte pairs, names lowercased).
     """
     return {
         "http.response.trailers": {},
         "http.response.pathsend": {},
         "rws.http.body_limit": {"max_body_size": config.max_body_size},
+        "rws.http.request_trailers": {},
     }
 
 

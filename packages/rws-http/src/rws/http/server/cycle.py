@@ -82,6 +82,7 @@ class HTTPCycle:
         "_more_body",
         "_received",
         "_status",
+        "_trailers",
         "complete",
         "declared_length",
         "head_request",
@@ -128,6 +129,7 @@ class HTTPCycle:
         self._headers: Headers = []
         self._has_trailers = False
         self._hold_head = False
+        self._trailers: Headers | None = None
 
     # -- request side, fed by the protocol ---------------------------------------------------
 
@@ -153,8 +155,11 @@ class HTTPCycle:
         self._wake()
         return True
 
-    def feed_end(self) -> None:
+    def feed_end(self, trailers: Headers | None = None) -> None:
+        """The request body is complete; ``trailers``: its trailer fields, if it had any."""
         self._more_body = False
+        if trailers:
+            self._trailers = trailers
         self._wake()
 
     def feed_disconnect(self) -> None:
@@ -179,13 +184,15 @@ class HTTPCycle:
                 self.sink.body_consumed(len(data))
                 more = self._more_body or bool(self._body)
                 self._final_sent = not more
+                if not more and self._trailers is not None:
+                    return self._last_message(data)
                 return {"type": "http.request", "body": data, "more_body": more}
             if self._disconnected or self.complete:
                 return {"type": "http.disconnect"}
             if not self._more_body:
                 if not self._final_sent:
                     self._final_sent = True
-                    return {"type": "http.request", "body": b"", "more_body": False}
+                    return self._last_message(b"")
                 # The whole body was delivered: block until the client leaves or the
                 # response completes, as ASGI asks.
             elif self._expect_100:
@@ -197,6 +204,17 @@ class HTTPCycle:
                 await self._body_waiter
             finally:
                 self._body_waiter = None
+
+    def _last_message(self, data: bytes) -> Message:
+        """The last ``http.request``, with the request's trailers if it had any.
+
+        ASGI has no message for request trailers; the ``rws.http.request_trailers`` extension
+        puts them on this one.
+        """
+        message: Message = {"type": "http.request", "body": data, "more_body": False}
+        if self._trailers is not None:
+            message["trailers"] = self._trailers
+        return message
 
     def _fix_limit(self) -> bool:
         """Apply the body limit now that the app has had its say; ``False``: refused (413).

@@ -218,7 +218,11 @@ class H11Protocol(asyncio.Protocol):
                 self._on_request(event)  # type: ignore[arg-type]
             elif kind is h11.EndOfMessage:
                 if self.cycle is not None:
-                    self.cycle.feed_end()
+                    trailers = event.headers  # type: ignore[union-attr]
+                    if len(trailers) > self.config.max_header_count:
+                        self._reject(431, "too many trailer fields")
+                        return
+                    self.cycle.feed_end(list(trailers) if trailers else None)
             elif event is h11.NEED_DATA:
                 return
             elif event is h11.PAUSED:

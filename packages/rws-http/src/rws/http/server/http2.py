@@ -113,6 +113,7 @@ _WindowUpdated = h2.events.WindowUpdated
 _StreamReset = h2.events.StreamReset
 _RemoteSettingsChanged = h2.events.RemoteSettingsChanged
 _ConnectionTerminated = h2.events.ConnectionTerminated
+_TrailersReceived = h2.events.TrailersReceived
 _ProtocolError = h2.exceptions.ProtocolError
 
 _H2C_SWITCH = b"HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\nupgrade: h2c\r\n\r\n"
@@ -231,6 +232,7 @@ class _Stream:
         "pending_size",
         "protocol",
         "request_ended",
+        "request_trailers",
         "started_at",
         "trailers",
         "unacked",
@@ -243,6 +245,7 @@ class _Stream:
         self.protocol = protocol
         self.id = stream_id
         self.request_ended = request_ended
+        self.request_trailers: Headers | None = None
         #: The response is over for h2: END_STREAM sent, or the stream reset.
         self.closed = False
         #: The cycle is over (``done`` was called).
@@ -642,6 +645,8 @@ class H2Protocol(asyncio.Protocol):
             elif kind is _ConnectionTerminated:
                 # The client is leaving; h2 accepts no more frames from us on any stream.
                 self._close()
+            elif kind is _TrailersReceived:
+                self._on_trailers(event)  # type: ignore[arg-type]
             if self.closing:
                 return
         if self._in_block:
@@ -805,12 +810,24 @@ class H2Protocol(asyncio.Protocol):
             return
         stream.unacked += size
 
+    def _on_trailers(self, event: h2.events.TrailersReceived) -> None:
+        """Request trailers (h2 has checked them: no pseudo-headers, END_STREAM set)."""
+        stream = self.streams.get(event.stream_id)
+        if stream is None or stream.app_done:
+            return
+        trailers: Headers = list(event.headers)
+        if len(trailers) > self.config.max_header_count:
+            stream._reset(ErrorCodes.PROTOCOL_ERROR)
+            stream.cycle.feed_disconnect()
+            return
+        stream.request_trailers = trailers
+
     def _on_end(self, stream_id: int) -> None:
         stream = self.streams.get(stream_id)
         if stream is not None and not stream.request_ended:
             stream.request_ended = True
             if not stream.app_done:
-                stream.cycle.feed_end()
+                stream.cycle.feed_end(stream.request_trailers)
 
     def _on_reset(self, event: h2.events.StreamReset) -> None:
         stream = self.streams.get(event.stream_id)
