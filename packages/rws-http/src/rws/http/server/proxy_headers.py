@@ -269,6 +269,7 @@ class _Trust:
         self._addresses = frozenset(addresses)
         self._networks = tuple(networks)
         self.address = functools.lru_cache(maxsize=4096)(self._address)
+        self._host = functools.lru_cache(maxsize=4096)(self._peer_host)
 
     def peer(self, client: Any) -> bool:
         """Is the immediate peer (the ASGI ``client``) one of the trusted proxies?"""
@@ -282,6 +283,10 @@ class _Trust:
             return False
         if not isinstance(host, str):
             return False
+        return self._host(host)
+
+    def _peer_host(self, host: str) -> bool:
+        # Cached by the string, so a keep-alive client's requests skip parsing the address.
         try:
             ip = ipaddress.ip_address(host)
         except ValueError:
