@@ -50,7 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--reload",
         action="store_true",
-        help="restart when a .py file under --app-dir changes (development)",
+        help="restart when a .py file under --app-dir changes (development; one worker)",
     )
     serve.add_argument(
         "-b",
@@ -120,6 +120,9 @@ def run_worker(sockets: list[Any], options: dict[str, Any]) -> None:
     except AppLoadError as exc:
         logger.error("%s", exc)
         sys.exit(3)
+    except Exception:
+        logger.exception("cannot load the application %r: its module raised", options["app"])
+        sys.exit(3)
     from .server import serve
 
     asyncio.run(serve(app, config, sockets=sockets))
@@ -127,6 +130,11 @@ def run_worker(sockets: list[Any], options: dict[str, Any]) -> None:
 
 def _serve(args: argparse.Namespace) -> int:
     config = _settings(args)
+    if args.reload and config.workers > 1:
+        raise ConfigError(
+            f"--reload runs one worker: it cannot be combined with workers={config.workers} "
+            "(from --workers, RWS_HTTP_WORKERS or --config)"
+        )
     _configure_logging(config.log_level)
     options = {"app": args.app, "factory": args.factory, "app_dir": args.app_dir, "config": config}
     # Fail fast, in the parent, on an app that cannot even be imported.
@@ -135,6 +143,12 @@ def _serve(args: argparse.Namespace) -> int:
     except AppLoadError as exc:
         print(f"rws-http: {exc}", file=sys.stderr)
         return 3
+    except Exception:
+        # The app's own code failed (a SyntaxError, an exception at import): its traceback
+        # is what the user needs. With --reload, wait for the fix instead of exiting.
+        logger.exception("cannot load the application %r: its module raised", args.app)
+        if not args.reload:
+            return 3
     sockets = [open_listener(parse_bind(b), config.backlog) for b in config.bind]
     if args.reload:
         from .supervisor import Reloader

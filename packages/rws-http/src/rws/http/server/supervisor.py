@@ -8,6 +8,7 @@ SIGTERM/SIGINT (graceful shutdown) and SIGHUP (reopen logs) to their children.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import multiprocessing
 import os
@@ -15,10 +16,10 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from multiprocessing.process import BaseProcess
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 logger = logging.getLogger("rws.http.error")
 
@@ -115,22 +116,70 @@ class Supervisor:
         return code
 
 
+#: Directories never watched, besides hidden ones (``.git``, ``.venv``): bytecode caches and
+#: JavaScript dependencies.
+_IGNORED_DIRS = ("__pycache__", "node_modules")
+
+#: File systems stamp mtimes with a coarse clock (a kernel tick on Linux, 1 or 2 s on others),
+#: so a file rewritten within one tick of being looked at keeps its mtime, and its size too if
+#: the edit kept the length. While an mtime is this recent ("racy", as git calls it) the poll
+#: also hashes the file's content, and does so once more on the next poll.
+_RACY_NS = 3_000_000_000
+
+
+class Stamp(NamedTuple):
+    """What one poll saw of one file."""
+
+    mtime_ns: int
+    size: int
+    inode: int
+    racy: bool
+    digest: bytes | None
+
+
 def python_files(root: Path) -> Iterator[Path]:
-    for path in root.rglob("*.py"):
-        if not any(
-            part.startswith(".") or part in ("__pycache__", "node_modules") for part in path.parts
-        ):
-            yield path
+    """The ``*.py`` files under ``root``, without hidden and ignored names below ``root``.
+
+    Only names below ``root`` count (``root`` itself may sit in a hidden directory), ignored
+    directories are not entered, and a directory removed during the walk is skipped.
+    """
+    for directory, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if not d.startswith(".") and d not in _IGNORED_DIRS]
+        for name in files:
+            if name.endswith(".py") and not name.startswith("."):
+                yield Path(directory, name)
 
 
-def snapshot(root: Path) -> dict[Path, float]:
+def snapshot(root: Path, previous: Mapping[Path, Stamp] | None = None) -> dict[Path, Stamp]:
+    """Stamp every watched file; ``previous`` is the last poll's (for racy files)."""
+    now = time.time_ns()
     stamps = {}
     for path in python_files(root):
         try:
-            stamps[path] = path.stat().st_mtime
-        except OSError:
+            info = path.stat()
+            racy = now - info.st_mtime_ns < _RACY_NS
+            before = previous.get(path) if previous is not None else None
+            digest = None
+            if racy or (before is not None and before.racy):
+                digest = hashlib.blake2b(path.read_bytes(), digest_size=16).digest()
+        except OSError:  # removed (or unreadable) since the walk listed it
             continue
+        stamps[path] = Stamp(info.st_mtime_ns, info.st_size, info.st_ino, racy, digest)
     return stamps
+
+
+def changed_files(before: Mapping[Path, Stamp], after: Mapping[Path, Stamp]) -> list[Path]:
+    """The files added, removed or changed between two snapshots, sorted."""
+    changed = set(before) ^ set(after)
+    for path, stamp in after.items():
+        old = before.get(path)
+        if old is None:
+            continue
+        if stamp[:3] != old[:3] or (
+            stamp.digest is not None and old.digest is not None and stamp.digest != old.digest
+        ):
+            changed.add(path)
+    return sorted(changed)
 
 
 class Reloader(Supervisor):
@@ -153,22 +202,27 @@ class Reloader(Supervisor):
     def run(self) -> int:
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(signum, self._handle)
-        self.workers = [self._spawn()]
+        # Look before the worker imports the app: a change made while it starts is then seen.
         stamps = snapshot(self.root)
+        self.workers = [self._spawn()]
+        reported = False
         while not self._stopping.wait(self.interval):
-            current = snapshot(self.root)
-            if current != stamps:
-                changed = sorted(
-                    str(p)
-                    for p in set(current) ^ set(stamps)
-                    | {p for p in current if stamps.get(p) != current[p]}
-                )
-                logger.warning("reloading: %s changed", ", ".join(changed[:3]))
-                stamps = current
+            current = snapshot(self.root, stamps)
+            changed = changed_files(stamps, current)
+            stamps = current
+            if changed:
+                logger.warning("reloading: %s changed", ", ".join(str(p) for p in changed[:3]))
                 self._restart()
-            elif not self.workers[0].is_alive():
+                reported = False
+            elif not reported and not self.workers[0].is_alive():
                 # Crashed (e.g. a syntax error): wait for the next change rather than spin.
-                continue
+                worker = self.workers[0]
+                logger.error(
+                    "worker %d exited with code %s; waiting for a file to change",
+                    worker.pid,
+                    worker.exitcode,
+                )
+                reported = True
         return self._stop()
 
     def _restart(self) -> None:
@@ -179,4 +233,5 @@ class Reloader(Supervisor):
             if worker.is_alive():
                 worker.kill()
                 worker.join()
-        self.workers[0] = self._spawn()
+        if not self._stopping.is_set():  # told to stop while the old worker was stopping
+            self.workers[0] = self._spawn()
