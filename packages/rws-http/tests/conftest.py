@@ -8,9 +8,10 @@ stall the server it is talking to.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import shutil
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -84,3 +85,12 @@ def helpers() -> Any:
         need_tool = staticmethod(need_tool)
 
     return Helpers
+
+
+@pytest.fixture
+def no_escaped_errors(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """Fail if asyncio reports an exception escaping a protocol callback or a task."""
+    caplog.set_level(logging.ERROR, logger="asyncio")
+    yield
+    escaped = [r for r in caplog.records if r.name == "asyncio" and r.levelno >= logging.ERROR]
+    assert not escaped, [r.getMessage() for r in escaped]

@@ -3,6 +3,11 @@
 Real peers: ``curl --haproxy-protocol`` (v1) and HAProxy itself (``send-proxy``,
 ``send-proxy-v2`` with CRC32C and unique-id TLVs) in front of a small asyncio server that
 uses the parser, plus the ``proxy-protocol`` package as an independent header builder.
+
+On a TLS listener the header comes before the handshake: a real rws-http server is given the
+header and then a real TLS handshake (the stdlib ``ssl`` module, over BIOs so the test picks
+the segments), then HTTP/1.1, HTTP/2 (ALPN) and WebSocket; and HAProxy ``send-proxy-v2`` in
+TCP mode forwards curl's TLS to it.
 Missing tools skip with the reason, or fail under ``RWS_REQUIRE_SERVICES=1``.
 """
 
@@ -10,19 +15,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import ipaddress
 import json
+import logging
 import os
 import shutil
 import socket
+import ssl
 import struct
 import subprocess
 from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
 import pytest
 
+from rws.http.server import Config, Server
+from rws.http.server.cycle import Receive, Scope, Send
 from rws.http.server.proxy_protocol import (
     MAX_V1_LINE,
     MAX_V2_TLV_BYTES,
@@ -31,7 +42,9 @@ from rws.http.server.proxy_protocol import (
     ProxyProtocolParser,
     ProxyResult,
     crc32c,
+    header_length,
 )
+from rws.http.server.proxy_tls import read_proxy_header
 
 REQUEST = b"GET / HTTP/1.1\r\nHost: 192.168.0.11\r\n\r\n"
 
@@ -790,3 +803,522 @@ async def test_haproxy_in_front(
         )
     else:
         assert tlvs == {}
+
+
+# -- header_length: where the header ends, for a reader that must not read past it ----------
+
+
+@pytest.mark.parametrize(
+    ("data", "length"),
+    [
+        pytest.param(b"", 0, id="nothing-yet"),
+        pytest.param(b"PROX", 4, id="v1-prefix"),
+        pytest.param(b"PROXY TCP4 192.0.2.1", 20, id="v1-no-lf-yet"),
+        pytest.param(b"PROXY UNKNOWN\r\n\x16\x03\x01", 15, id="v1-shortest"),
+        pytest.param(b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2\r\n\x16\x03", 32, id="v1-tcp4"),
+        pytest.param(b"PROXY TCP4\n\x16", 11, id="v1-bare-lf-ends-it-for-the-parser"),
+        pytest.param(V2_SIGNATURE[:5], 5, id="v2-signature-prefix"),
+        pytest.param(v2(block=inet4("1.2.3.4", "5.6.7.8", 1, 2))[:15], 15, id="v2-fixed-part"),
+        pytest.param(v2(block=inet4("1.2.3.4", "5.6.7.8", 1, 2)) + b"\x16\x03", 28, id="v2"),
+        pytest.param(v2(length=100) + b"x" * 40, 56, id="v2-block-incomplete"),
+        pytest.param(v2(length=100) + b"x" * 200, 116, id="v2-block-then-more"),
+        pytest.param(b"\x16\x03\x01\x02\x00\x01", 6, id="no-header-counts-whole"),
+    ],
+)
+def test_header_length(data: bytes, length: int) -> None:
+    assert header_length(data) == length
+
+
+# -- PROXY header before TLS, on a real rws-http server ------------------------------------
+
+
+@dataclass(frozen=True)
+class PKI:
+    server_pem: str  # certificate chain and key, for 127.0.0.1, ::1 and localhost
+    ca_pem: str
+
+    def client_context(self, *alpn: str) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=self.ca_pem)
+        context.set_alpn_protocols(list(alpn or ("http/1.1",)))
+        return context
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> PKI:
+    try:
+        import trustme
+    except ImportError as exc:
+        missing(f"trustme is not installed ({exc})")
+    ca = trustme.CA()
+    leaf = ca.issue_cert("localhost", "127.0.0.1", "::1")
+    folder = tmp_path_factory.mktemp("proxy-tls")
+    server_pem = folder / "server.pem"
+    ca_pem = folder / "ca.pem"
+    leaf.private_key_and_cert_chain_pem.write_to_path(str(server_pem))
+    ca.cert_pem.write_to_path(str(ca_pem))
+    return PKI(str(server_pem), str(ca_pem))
+
+
+class WhoAmI:
+    """An ASGI app answering what its scope says about the connection, as JSON."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self.calls += 1
+        info = json.dumps(
+            {
+                "type": scope["type"],
+                "client": scope["client"],
+                "scheme": scope["scheme"],
+                "http_version": scope["http_version"],
+            }
+        )
+        if scope["type"] == "websocket":
+            assert (await receive())["type"] == "websocket.connect"
+            await send({"type": "websocket.accept"})
+            await send({"type": "websocket.send", "text": info})
+            await send({"type": "websocket.close", "code": 1000})
+            return
+        headers = [(b"content-type", b"application/json")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": info.encode()})
+
+
+@contextlib.asynccontextmanager
+async def proxied_tls_server(
+    app: WhoAmI, pki: PKI, **options: object
+) -> AsyncIterator[tuple[Server, str, int]]:
+    """A real rws-http server: TLS with ``proxy_protocol=True``; yields it, its host, port."""
+    config = Config(
+        bind=("127.0.0.1:0",), certfile=pki.server_pem, proxy_protocol=True, lifespan="off"
+    )
+    server = Server(app, dataclasses.replace(config, **options))
+    await server.start()
+    try:
+        host, port = server.addresses[0].rsplit(":", 1)
+        yield server, host, int(port)
+    finally:
+        await server.shutdown(grace=2)
+
+
+class TLSClient:
+    """A TLS client on asyncio streams through ``ssl.MemoryBIO``.
+
+    With the BIOs the test, not asyncio, decides what goes in which write: the PROXY header
+    and the ClientHello in a single write (one segment, as a balancer may send them, so the
+    server finds both queued at once) or the header in pieces, apart from the handshake.
+    """
+
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        context: ssl.SSLContext,
+    ) -> None:
+        self.reader = reader
+        self.writer = writer
+        self._in = ssl.MemoryBIO()
+        self._out = ssl.MemoryBIO()
+        self.tls = context.wrap_bio(self._in, self._out, server_hostname="localhost")
+
+    @classmethod
+    async def connect(
+        cls, host: str, port: int, header: bytes, context: ssl.SSLContext, *, together: bool
+    ) -> TLSClient:
+        reader, writer = await asyncio.open_connection(host, port)
+        client = cls(reader, writer, context)
+        with contextlib.suppress(ssl.SSLWantReadError):
+            client.tls.do_handshake()  # writes the ClientHello, then wants the answer
+        hello = client._out.read()
+        if together:
+            writer.write(header + hello)
+        else:
+            third = max(1, len(header) // 3)
+            for start in range(0, len(header), third):
+                writer.write(header[start : start + third])
+                await writer.drain()
+                # Not a sync point: it only makes it likely that the server sees the header
+                # in several reads, the ClientHello after it. Either way it must work.
+                await asyncio.sleep(0.02)
+            writer.write(hello)
+        try:
+            await client._handshake()
+        except BaseException:
+            await client.close()
+            raise
+        return client
+
+    async def _handshake(self) -> None:
+        while True:
+            try:
+                self.tls.do_handshake()
+            except ssl.SSLWantReadError:
+                pass
+            else:
+                self._flush()
+                return
+            self._flush()
+            data = await self.reader.read(65536)
+            if not data:
+                raise ConnectionAbortedError("the server closed during the handshake")
+            self._in.write(data)
+
+    def _flush(self) -> None:
+        data = self._out.read()
+        if data:
+            self.writer.write(data)
+
+    def send(self, data: bytes) -> None:
+        self.tls.write(data)
+        self._flush()
+
+    async def receive(self) -> bytes:
+        """Decrypted bytes as they come; ``b""`` once the server closed."""
+        while True:
+            try:
+                data = self.tls.read(65536)
+            except ssl.SSLWantReadError:
+                self._flush()
+                raw = await self.reader.read(65536)
+                if raw:
+                    self._in.write(raw)
+                else:
+                    self._in.write_eof()
+                continue
+            except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+                return b""
+            self._flush()
+            return data
+
+    async def receive_all(self) -> bytes:
+        received = b""
+        while data := await self.receive():
+            received += data
+        return received
+
+    async def close(self) -> None:
+        self.writer.close()
+        with contextlib.suppress(ConnectionError):
+            await self.writer.wait_closed()
+
+
+async def closed_by_server(reader: asyncio.StreamReader) -> bytes:
+    """What arrives until the server closes the connection (a reset counts as closing)."""
+    received = b""
+    try:
+        while data := await reader.read(65536):
+            received += data
+    except ConnectionResetError:
+        pass
+    return received
+
+
+#: Headers and the client each one must put in the scope; ``None``: the TCP peer's own.
+PROXIED = [
+    pytest.param(
+        b"PROXY TCP4 203.0.113.9 10.0.0.1 50123 443\r\n", ("203.0.113.9", 50123), id="v1-tcp4"
+    ),
+    pytest.param(
+        b"PROXY TCP6 2001:db8::9 2001:db8::1 40000 443\r\n", ("2001:db8::9", 40000), id="v1-tcp6"
+    ),
+    pytest.param(b"PROXY UNKNOWN\r\n", None, id="v1-unknown"),
+    pytest.param(
+        v2(block=inet4("198.51.100.7", "10.0.0.1", 61000, 443)),
+        ("198.51.100.7", 61000),
+        id="v2-tcp4",
+    ),
+    pytest.param(
+        with_crc(
+            v2(
+                family=0x21,
+                block=inet6("2001:db8::dead", "2001:db8::1", 1, 443)
+                + tlv(0x05, b"unique")
+                + tlv(0x04, b"\x00" * (MAX_V2_TLV_BYTES - 200)),
+            )
+        ),
+        ("2001:db8::dead", 1),
+        id="v2-tcp6-large-tlvs-crc",
+    ),
+    pytest.param(v2(command=0x0, family=0x00), None, id="v2-local"),
+]
+
+
+@pytest.mark.parametrize("together", [True, False], ids=["with-clienthello", "apart"])
+@pytest.mark.parametrize(("header", "client"), PROXIED)
+async def test_tls_after_proxy_header_http11(
+    pki: PKI,
+    no_escaped_errors: None,
+    header: bytes,
+    client: tuple[str, int] | None,
+    together: bool,
+) -> None:
+    async with (
+        proxied_tls_server(WhoAmI(), pki) as (_, host, port),
+        asyncio.timeout(30),  # a safety net against a hang, not a sync point
+    ):
+        tls = await TLSClient.connect(
+            host, port, header, pki.client_context("http/1.1"), together=together
+        )
+        tls.send(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        raw = await tls.receive_all()
+        peer = tls.writer.get_extra_info("sockname")[:2]
+        await tls.close()
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), raw
+    seen = json.loads(body)
+    assert seen["client"] == list(client or peer)
+    assert (seen["scheme"], seen["http_version"]) == ("https", "1.1")
+
+
+@pytest.mark.parametrize(("header", "client"), PROXIED[:4:3])
+async def test_tls_after_proxy_header_h2_alpn(
+    pki: PKI, no_escaped_errors: None, header: bytes, client: tuple[str, int]
+) -> None:
+    import h2.config
+    import h2.connection
+    import h2.events
+
+    async with (
+        proxied_tls_server(WhoAmI(), pki) as (_, host, port),
+        asyncio.timeout(30),
+    ):
+        tls = await TLSClient.connect(
+            host, port, header, pki.client_context("h2", "http/1.1"), together=True
+        )
+        assert tls.tls.selected_alpn_protocol() == "h2"
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        conn.initiate_connection()
+        request = [(":method", "GET"), (":path", "/"), (":scheme", "https")]
+        conn.send_headers(1, [*request, (":authority", "localhost")], end_stream=True)
+        tls.send(conn.data_to_send())
+        status, body, ended = None, b"", False
+        while not ended:
+            data = await tls.receive()
+            assert data, "the server closed before the response ended"
+            for event in conn.receive_data(data):
+                if isinstance(event, h2.events.ResponseReceived):
+                    status = dict(event.headers)[b":status"]
+                elif isinstance(event, h2.events.DataReceived):
+                    body += event.data
+                    conn.acknowledge_received_data(event.flow_controlled_length, 1)
+                elif isinstance(event, h2.events.StreamEnded):
+                    ended = True
+            tls.send(conn.data_to_send())
+        conn.close_connection()
+        tls.send(conn.data_to_send())
+        await tls.close()
+    assert status == b"200"
+    seen = json.loads(body)
+    assert seen["client"] == list(client)
+    assert (seen["scheme"], seen["http_version"]) == ("https", "2")
+
+
+async def test_tls_after_proxy_header_websocket(pki: PKI, no_escaped_errors: None) -> None:
+    from wsproto import ConnectionType, WSConnection
+    from wsproto.events import AcceptConnection, CloseConnection, Request, TextMessage
+
+    header = v2(family=0x21, block=inet6("2001:db8::77", "2001:db8::1", 4444, 443))
+    async with (
+        proxied_tls_server(WhoAmI(), pki) as (_, host, port),
+        asyncio.timeout(30),
+    ):
+        tls = await TLSClient.connect(host, port, header, pki.client_context(), together=True)
+        ws = WSConnection(ConnectionType.CLIENT)
+        tls.send(ws.send(Request(host="localhost", target="/ws")))
+        events: list[object] = []
+        while not any(isinstance(event, CloseConnection) for event in events):
+            data = await tls.receive()
+            assert data, f"the server closed early; events so far: {events}"
+            ws.receive_data(data)
+            events.extend(ws.events())
+        await tls.close()
+    assert isinstance(events[0], AcceptConnection)
+    (message,) = [event for event in events if isinstance(event, TextMessage)]
+    seen = json.loads(message.data)
+    assert seen["type"] == "websocket" and seen["scheme"] == "wss"
+    assert seen["client"] == ["2001:db8::77", 4444]
+
+
+async def test_access_log_has_the_proxied_client(
+    pki: PKI, no_escaped_errors: None, tmp_path: Path
+) -> None:
+    log = tmp_path / "access.log"
+    header = b"PROXY TCP4 192.0.2.200 10.0.0.1 33333 443\r\n"
+    options = {"access_log": str(log), "access_log_format": "json"}
+    async with proxied_tls_server(WhoAmI(), pki, **options) as (_, host, port):
+        tls = await TLSClient.connect(host, port, header, pki.client_context(), together=True)
+        tls.send(b"GET /logged HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        assert (await tls.receive_all()).startswith(b"HTTP/1.1 200")
+        await tls.close()
+    (line,) = log.read_text().splitlines()
+    record = json.loads(line)
+    assert (record["client_addr"], record["client_port"]) == ("192.0.2.200", 33333)
+    assert (record["target"], record["scheme"], record["status"]) == ("/logged", "https", 200)
+
+
+@pytest.mark.parametrize(
+    ("header", "reason"),
+    [
+        pytest.param(
+            b"PROXY TCP4 256.0.0.1 10.0.0.1 1 443\r\n", "not a valid IPv4", id="v1-bad-address"
+        ),
+        pytest.param(b"PROXY TCP4 " + b"1" * 120, "no CRLF within 107", id="v1-too-long"),
+        pytest.param(v2(length=0xFFFF) + b"\x00" * 64, "announces 65535", id="v2-too-long"),
+        pytest.param(v2(version=1, length=12) + b"\x00" * 12, "version 1", id="v2-bad-version"),
+        pytest.param(
+            with_crc(v2(block=inet4("192.0.2.1", "192.0.2.2", 1, 2)), corrupt=True),
+            "CRC32C mismatch",
+            id="v2-bad-crc",
+        ),
+    ],
+)
+async def test_bad_proxy_header_closes_before_tls(
+    pki: PKI,
+    no_escaped_errors: None,
+    caplog: pytest.LogCaptureFixture,
+    header: bytes,
+    reason: str,
+) -> None:
+    caplog.set_level(logging.INFO, logger="rws.http.error")
+    app = WhoAmI()
+    async with proxied_tls_server(app, pki) as (_, host, port), asyncio.timeout(30):
+        with pytest.raises(ConnectionError):
+            await TLSClient.connect(host, port, header, pki.client_context(), together=True)
+    assert app.calls == 0
+    (record,) = [r for r in caplog.records if "bad PROXY protocol header" in r.getMessage()]
+    assert record.levelno == logging.INFO and reason in record.getMessage()
+
+
+@pytest.mark.parametrize(
+    "sent",
+    [
+        pytest.param(b"", id="nothing"),
+        pytest.param(b"PROXY TCP4 203.0.113.9", id="half-a-v1-header"),
+        pytest.param(v2(block=inet4("192.0.2.1", "192.0.2.2", 1, 2))[:20], id="half-a-v2-header"),
+        pytest.param(b"PROXY TCP4 203.0.113.9 10.0.0.1 50123 443\r\n", id="header-but-no-tls"),
+    ],
+)
+async def test_silent_client_is_closed_after_header_timeout(
+    pki: PKI, no_escaped_errors: None, sent: bytes
+) -> None:
+    app = WhoAmI()
+    async with (
+        proxied_tls_server(app, pki, header_timeout=0.3) as (_, host, port),
+        asyncio.timeout(30),
+    ):
+        reader, writer = await asyncio.open_connection(host, port)
+        writer.write(sent)
+        assert await closed_by_server(reader) == b""
+        writer.close()
+    assert app.calls == 0
+
+
+async def test_tls_without_proxy_header_is_refused(
+    pki: PKI, no_escaped_errors: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="rws.http.error")
+    app = WhoAmI()
+    async with proxied_tls_server(app, pki) as (_, host, port), asyncio.timeout(30):
+        with pytest.raises((ConnectionError, ssl.SSLError)):  # the handshake fails
+            await asyncio.open_connection(
+                host, port, ssl=pki.client_context(), server_hostname="localhost"
+            )
+    assert app.calls == 0
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("bad PROXY protocol header" in m and "\\x16\\x03" in m for m in messages)
+
+
+async def test_shutdown_drops_connections_still_before_their_handshake(
+    pki: PKI, no_escaped_errors: None
+) -> None:
+    app = WhoAmI()
+    async with asyncio.timeout(30):
+        async with proxied_tls_server(app, pki) as (server, host, port):
+            early, early_writer = await asyncio.open_connection(host, port)
+            early_writer.write(b"PROXY TCP4 203.0.1")
+            await early_writer.drain()
+            later, later_writer = await asyncio.open_connection(host, port)
+            later_writer.write(b"PROXY TCP4 203.0.113.9 10.0.0.1 50123 443\r\n")
+            await later_writer.drain()
+            await server.shutdown(grace=2)  # well before header_timeout (10 s)
+            assert await closed_by_server(early) == b""
+            assert await closed_by_server(later) == b""
+            early_writer.close()
+            later_writer.close()
+            with pytest.raises(ConnectionError):
+                await asyncio.open_connection(host, port)  # the listener is gone
+    assert app.calls == 0
+
+
+async def test_read_proxy_header_leaves_what_follows_on_the_socket() -> None:
+    """The header is consumed to its last byte and the bytes after it stay unread."""
+    loop = asyncio.get_running_loop()
+    first, second = socket.socketpair()
+    with first, second:
+        first.setblocking(False)
+        second.setblocking(False)
+        headers = [case.values[0] for case in FEED_CASES]
+        for header in headers:
+            assert isinstance(header, bytes)
+            second.sendall(header + b"\x16\x03\x01rest")
+            result = await read_proxy_header(loop, first)
+            assert result == parse(header)
+            assert first.recv(100) == b"\x16\x03\x01rest"
+        second.sendall(b"PROXY UNKN")
+        second.shutdown(socket.SHUT_WR)
+        assert await read_proxy_header(loop, first) is None  # closed before the end
+
+
+# -- HAProxy in TCP mode in front of rws-http's TLS ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("frontend", "options", "version"),
+    [
+        pytest.param("127.0.0.1", "send-proxy-v2", "1.1", id="v2-ipv4-http11"),
+        pytest.param("::1", "send-proxy-v2", "2", id="v2-ipv6-h2"),
+        pytest.param("127.0.0.1", "send-proxy", "2", id="v1-ipv4-h2"),
+        pytest.param(
+            "127.0.0.1", "send-proxy-v2 proxy-v2-options crc32c,unique-id", "1.1", id="v2-crc-id"
+        ),
+    ],
+)
+async def test_haproxy_send_proxy_in_front_of_tls(
+    haproxy: Callable[[str, str, int], tuple[str, int]],
+    pki: PKI,
+    no_escaped_errors: None,
+    tmp_path: Path,
+    frontend: str,
+    options: str,
+    version: str,
+) -> None:
+    curl = shutil.which("curl")
+    if curl is None:
+        missing("curl is not installed (apt-get install curl)")
+    log = tmp_path / "access.log"
+    app = WhoAmI()
+    settings = {"access_log": str(log), "access_log_format": "json"}
+    async with proxied_tls_server(app, pki, **settings) as (_, _, backend_port):
+        front_host, front_port = haproxy(frontend, options, backend_port)
+        url_host = f"[{front_host}]" if ":" in front_host else front_host
+        proc = await asyncio.create_subprocess_exec(
+            curl, "-sS", "--max-time", "20", "--cacert", pki.ca_pem,
+            "--http2" if version == "2" else "--http1.1",
+            "-w", "\n%{local_port} %{http_version}",
+            f"https://{url_host}:{front_port}/via-haproxy",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0, err
+    body, _, tail = out.decode().rpartition("\n")
+    local_port, http_version = tail.split()
+    assert http_version == version
+    seen = json.loads(body)
+    # HAProxy connected to rws-http from 127.0.0.1 and another port; the header told curl's.
+    assert seen["client"] == [front_host, int(local_port)]
+    assert (seen["scheme"], seen["http_version"]) == ("https", version)
+    (line,) = log.read_text().splitlines()
+    record = json.loads(line)
+    assert (record["client_addr"], record["client_port"]) == (front_host, int(local_port))

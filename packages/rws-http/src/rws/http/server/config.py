@@ -46,7 +46,8 @@ class Config:
     backlog: int = 2048
     #: Worker processes sharing the listeners; 1 serves in this process.
     workers: int = 1
-    #: Expect a PROXY protocol (v1 or v2) header on every connection (behind an L4 balancer).
+    #: Expect a PROXY protocol (v1 or v2) header on every connection (behind an L4 balancer);
+    #: with TLS it comes before the handshake, in cleartext, as balancers send it.
     proxy_protocol: bool = False
 
     # -- TLS ---------------------------------------------------------------------------------
@@ -312,11 +313,6 @@ def _validate(config: Config) -> None:
         raise ConfigError("client_cert verification needs ca_certs")
     if config.ca_certs is not None and config.client_cert == "none":
         raise ConfigError("ca_certs is only used to verify clients: set client_cert too")
-    if config.proxy_protocol and config.tls:
-        raise ConfigError(
-            "proxy_protocol with TLS on the same listener is not supported yet: terminate TLS "
-            "at the balancer, or serve plain HTTP behind it"
-        )
     if config.access_log_backups and not config.access_log_max_bytes:
         raise ConfigError("access_log_backups needs access_log_max_bytes (rotation by size)")
     if config.access_log_max_bytes and config.access_log in (None, "-"):

@@ -14,7 +14,7 @@ import asyncio
 import logging
 import time
 from http import HTTPStatus
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import h11
 
@@ -24,6 +24,9 @@ from .connection import ConnectionInfo, http_extensions, http_scope
 from .cycle import Headers, HTTPCycle
 from .linger import LingeringClose
 from .state import ServerState, date_header
+
+if TYPE_CHECKING:
+    from .proxy_protocol import ProxyResult
 
 logger = logging.getLogger("rws.http.error")
 
@@ -55,9 +58,19 @@ def error_response(status: int, detail: str) -> bytes:
 
 
 class H11Protocol(asyncio.Protocol):
-    """One HTTP/1.x connection."""
+    """One HTTP/1.x connection.
 
-    def __init__(self, state: ServerState, info: ConnectionInfo | None = None) -> None:
+    ``proxied`` is the PROXY header a TLS listener took off the socket before the handshake
+    (see ``proxy_tls``): its client replaces the socket's, and the stream carries no header.
+    """
+
+    def __init__(
+        self,
+        state: ServerState,
+        info: ConnectionInfo | None = None,
+        *,
+        proxied: ProxyResult | None = None,
+    ) -> None:
         self.state = state
         self.config: Config = state.config
         self.info = info
@@ -78,6 +91,7 @@ class H11Protocol(asyncio.Protocol):
         self._closing = False
         self._started_at = 0.0
         self._proxy: Any = None
+        self._proxied = proxied
 
     # -- asyncio callbacks -------------------------------------------------------------------
 
@@ -86,9 +100,11 @@ class H11Protocol(asyncio.Protocol):
         self.transport = transport
         if self.info is None:
             self.info = ConnectionInfo.from_transport(transport)
+            if self._proxied is not None and self._proxied.client is not None:
+                self.info.client = self._proxied.client
         transport.set_write_buffer_limits(high=self.config.write_buffer_size)
         self.state.connections.add(self)
-        if self.config.proxy_protocol:
+        if self.config.proxy_protocol and self._proxied is None:
             from .proxy_protocol import ProxyProtocolParser
 
             self._proxy = ProxyProtocolParser()

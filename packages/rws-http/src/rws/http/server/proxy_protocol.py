@@ -4,7 +4,9 @@ An L4 load balancer (HAProxy ``send-proxy``/``send-proxy-v2``, AWS NLB, nginx ``
 puts one header in front of the bytes it relays, telling the server which client and which
 listening address the connection really belongs to. The header arrives before any HTTP byte,
 so the transport feeds the first bytes of the connection here until a :class:`ProxyResult`
-comes back, then hands ``result.remainder`` to the HTTP protocol.
+comes back, then hands ``result.remainder`` to the HTTP protocol. On a TLS listener the
+header precedes the ClientHello instead, and :func:`header_length` lets the reader take
+exactly the header off the socket and leave the rest to the handshake (see ``proxy_tls``).
 
 The parser owns no socket and no clock. The transport must still bound the time it waits
 for the header (the spec says the header is sent at once, so a short timeout is fair) and
@@ -41,6 +43,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 __all__ = [
+    "MAX_HEADER_BYTES",
     "MAX_V1_LINE",
     "MAX_V2_TLV_BYTES",
     "V2_SIGNATURE",
@@ -48,6 +51,7 @@ __all__ = [
     "ProxyProtocolParser",
     "ProxyResult",
     "crc32c",
+    "header_length",
 ]
 
 #: The longest v1 line the spec allows, CRLF included ("PROXY UNKNOWN" with two full IPv6
@@ -70,6 +74,9 @@ _UNIX_ADDRESS_BYTES: Final = 108  # sizeof(sun_path)
 _V2_ADDRESS_BYTES: Final = {0x1: 2 * 4 + 2 * 2, 0x2: 2 * 16 + 2 * 2, 0x3: 2 * _UNIX_ADDRESS_BYTES}
 #: The largest address block plus the TLV cap: any longer header is refused on sight.
 _MAX_V2_BLOCK: Final = max(_V2_ADDRESS_BYTES.values()) + MAX_V2_TLV_BYTES
+#: The longest header the parser accepts (v2 with the largest address block and TLVs up to
+#: the cap; a v1 line is shorter): what a reader may have to hold before it has a result.
+MAX_HEADER_BYTES: Final = _V2_FIXED + _MAX_V2_BLOCK
 _CMD_LOCAL: Final = 0x0
 _CMD_PROXY: Final = 0x1
 _TLV_CRC32C: Final = 0x03
@@ -144,6 +151,24 @@ class ProxyProtocolParser:
             f"not a PROXY protocol header: starts with {buffer[:16]!r}; expected "
             f"{_V1_PREFIX!r} (v1) or the v2 signature {V2_SIGNATURE!r}"
         )
+
+
+def header_length(data: bytes) -> int:
+    """How many leading bytes of ``data``, the first bytes of a connection, are PROXY header.
+
+    For a reader that must consume the header and not one byte more, because what follows is
+    read by someone else (a TLS handshake). A v1 header ends at its first LF; a v2 header
+    after its 16 fixed bytes plus the length they announce. While the end is not in ``data``
+    yet, all of ``data`` is header. Nothing is validated (the parser does that): bytes that
+    start no header at all count whole, since the parser refuses them anyway.
+    """
+    if data[:1] == V2_SIGNATURE[:1] and len(data) >= _V2_FIXED:
+        length = int.from_bytes(data[_V2_FIXED - 2 : _V2_FIXED], "big")
+        return min(len(data), _V2_FIXED + length)
+    if data[:1] == _V1_PREFIX[:1]:
+        end = data.find(b"\n")
+        return len(data) if end < 0 else end + 1
+    return len(data)
 
 
 # -- version 1 --------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import logging
 import signal
 import socket
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .config import Config
 from .cycle import ASGIApp
@@ -20,6 +20,9 @@ from .http11 import H11Protocol
 from .lifespan import Lifespan
 from .listeners import open_listener, parse_bind, socket_address
 from .state import ServerState
+
+if TYPE_CHECKING:
+    from .proxy_tls import ProxyTLSListener
 
 logger = logging.getLogger("rws.http.error")
 
@@ -47,7 +50,7 @@ class Server:
             )
         self.state = ServerState(app=app, config=self.config)
         self._given_sockets = list(sockets) if sockets is not None else None
-        self._servers: list[asyncio.Server] = []
+        self._servers: list[asyncio.Server | ProxyTLSListener] = []
         self._sockets: list[socket.socket] = []
         self._lifespan = Lifespan(app, self.config.lifespan, self.state.lifespan_state)
         self._stopped = asyncio.Event()
@@ -91,6 +94,14 @@ class Server:
         loop = asyncio.get_running_loop()
         state = self.state
         for sock in self._sockets:
+            if ssl_context is not None and config.proxy_protocol:
+                # The PROXY header comes before the TLS handshake: see proxy_tls.
+                from .proxy_tls import ProxyTLSListener
+
+                listener = ProxyTLSListener(state, sock, ssl_context)
+                listener.start()
+                self._servers.append(listener)
+                continue
             server = await loop.create_server(
                 lambda: H11Protocol(state),
                 sock=sock,
