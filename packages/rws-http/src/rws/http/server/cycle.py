@@ -64,6 +64,31 @@ class ResponseSink(Protocol):
         """The exchange is over (the response is complete or aborted)."""
 
 
+class HeldHeads:
+    """Response heads waiting for their first body bytes, flushed by one callback per turn.
+
+    A head is held so it leaves with the first body chunk (one write). When the app yields
+    before sending any body, the head must go out on its own; one loop callback per turn of
+    the loop does that for every held head of the server, instead of one callback per request.
+    """
+
+    __slots__ = ("_cycles",)
+
+    def __init__(self) -> None:
+        self._cycles: list[HTTPCycle] = []
+
+    def add(self, cycle: HTTPCycle) -> None:
+        cycles = self._cycles
+        if not cycles:
+            asyncio.get_running_loop().call_soon(self._flush)
+        cycles.append(cycle)
+
+    def _flush(self) -> None:
+        cycles, self._cycles = self._cycles, []
+        for cycle in cycles:
+            cycle._flush_head()
+
+
 class HTTPCycle:
     """ASGI ``receive``/``send`` for one request, plus the app runner around them."""
 
@@ -86,6 +111,7 @@ class HTTPCycle:
         "complete",
         "declared_length",
         "head_request",
+        "held_heads",
         "max_body_size",
         "response_bytes",
         "scope",
@@ -103,12 +129,14 @@ class HTTPCycle:
         expect_100: bool = False,
         max_body_size: int = 0,
         declared_length: int = -1,
+        held_heads: HeldHeads | None = None,
     ) -> None:
         self.scope = scope
         self.sink = sink
         self.head_request = scope["method"] == "HEAD"
         self.max_body_size = max_body_size
         self.declared_length = declared_length
+        self.held_heads = held_heads
         # Until the app first reads (or starts its response) it may still change the limit
         # with an ``rws.http.body_limit`` message, so the limit is applied from then on.
         self._limit_fixed = not more_body
@@ -294,8 +322,11 @@ class HTTPCycle:
         self._has_trailers = bool(message.get("trailers", False))
         # The head goes out with the first body chunk (one write, and a Content-Length for
         # single-shot bodies). If the app yields before sending any body (SSE, long polls),
-        # this callback sends the head alone so the client is not left waiting for it.
-        asyncio.get_running_loop().call_soon(self._flush_head)
+        # a callback sends the head alone so the client is not left waiting for it.
+        if self.held_heads is not None:
+            self.held_heads.add(self)
+        else:
+            asyncio.get_running_loop().call_soon(self._flush_head)
 
     def _flush_head(self) -> None:
         if self.started or self.complete or self._disconnected or not self._status:

@@ -45,8 +45,32 @@ _REASONS = {
 }
 
 
+#: Events are immutable: one end-of-message serves every response.
+_END = h11.EndOfMessage()
 #: Our side's h11 states once a response is completely written.
 _ANSWERED = (h11.DONE, h11.MUST_CLOSE)
+
+
+def _names_any_default(headers: Headers) -> bool:
+    """Could the app have set ``server`` or ``date`` itself? (Only names of length 4 or 6.)"""
+    for name, _ in headers:
+        size = len(name)
+        if (size == 4 or size == 6) and name.lower() in (b"date", b"server"):
+            return True
+    return False
+
+
+def _header_pairs(headers: Any) -> list[tuple[bytes, bytes]]:
+    """h11's request headers as a list of ``(lowercase name, value)``.
+
+    Iterating h11's ``Headers`` goes through ``Sequence.__iter__`` and a Python
+    ``__getitem__`` per field; its ``_full_items`` list holds the same pairs (with the raw
+    name in front), read here directly when present.
+    """
+    full = getattr(headers, "_full_items", None)
+    if full is None:
+        return list(headers)
+    return [(name, value) for _, name, value in full]
 
 
 def error_response(status: int, detail: str) -> bytes:
@@ -81,7 +105,8 @@ class H11Protocol(asyncio.Protocol):
         self.cycle: HTTPCycle | None = None
         self._loop = asyncio.get_event_loop()
         self._timer: asyncio.TimerHandle | None = None
-        self._head = bytearray()
+        self._deadline = 0.0
+        self._head: bytes = b""
         self._in_head = True
         self._first_data = True
         self._requests = 0
@@ -191,22 +216,36 @@ class H11Protocol(asyncio.Protocol):
     def _scan_head(self, data: bytes) -> bool:
         """Checks h11 leaves to us, on the bytes of the request head only."""
         head = self._head
-        if not head:
-            # The first byte of a new head: from now on the whole head must arrive within
-            # header_timeout (slowloris), whatever the keep-alive timer said.
-            self._arm(self.config.header_timeout)
-        head += data
-        end = head.find(b"\r\n\r\n")
-        region = head if end < 0 else head[: end + 4]
+        buffer = head + data if head else data
+        end = buffer.find(b"\r\n\r\n")
+        config = self.config
+        if end < 0:
+            region = buffer
+            if not head:
+                # The first bytes of a head that is not complete yet: from now on the whole
+                # head must arrive within header_timeout (slowloris), whatever the keep-alive
+                # timer said. (A head that arrives whole needs no timer at all.)
+                self._arm(config.header_timeout)
+            if len(buffer) > config.max_header_bytes:
+                line_end = buffer.find(b"\n")
+                if line_end < 0 or line_end > config.max_request_line + 1:
+                    self._reject(414, "request line too long")
+                else:
+                    self._reject(431, "request head too large")
+                return False
+        else:
+            region = buffer if end + 4 == len(buffer) else buffer[: end + 4]
+            if end + 4 > config.max_header_bytes:
+                line_end = region.find(b"\n")
+                if line_end > config.max_request_line + 1:
+                    self._reject(414, "request line too long")
+                else:
+                    self._reject(431, "request head too large")
+                return False
         line_end = region.find(b"\n")
-        limit = self.config.max_request_line
+        limit = config.max_request_line
         if (line_end < 0 and len(region) > limit) or line_end > limit + 1:
             self._reject(414, "request line too long")
-            return False
-        if (end < 0 and len(head) > self.config.max_header_bytes) or (
-            end + 4 > self.config.max_header_bytes
-        ):
-            self._reject(431, "request head too large")
             return False
         if region.count(b"\n") != region.count(b"\r\n"):
             self._reject(400, "bare LF in request head")
@@ -216,7 +255,9 @@ class H11Protocol(asyncio.Protocol):
             return False
         if end >= 0:
             self._in_head = False
-            self._head = bytearray()
+            self._head = b""
+        else:
+            self._head = buffer
         return True
 
     def _handle_events(self) -> None:
@@ -254,13 +295,13 @@ class H11Protocol(asyncio.Protocol):
                 return
 
     def _on_request(self, event: h11.Request) -> None:
-        self._cancel_timer()
+        self._disarm()
         self._requests += 1
         config = self.config
         if event.http_version not in (b"1.1", b"1.0"):
             self._reject(505, "only HTTP/1.0 and HTTP/1.1 are served here")
             return
-        headers = event.headers
+        headers = _header_pairs(event.headers)
         if len(headers) > config.max_header_count:
             self._reject(431, "too many header fields")
             return
@@ -287,7 +328,7 @@ class H11Protocol(asyncio.Protocol):
             self.state.lifespan_state,
             method=event.method.decode("ascii"),
             target=event.target,
-            headers=list(headers),
+            headers=headers,
             http_version=event.http_version.decode("ascii"),
             scope_type="websocket" if websocket else "http",
         )
@@ -306,6 +347,7 @@ class H11Protocol(asyncio.Protocol):
             expect_100=self.conn.they_are_waiting_for_100_continue,
             max_body_size=config.max_body_size,
             declared_length=length,
+            held_heads=self.state.held_heads,
         )
         self.cycle = cycle
         task = self._loop.create_task(cycle.run(self.state.app))
@@ -402,14 +444,16 @@ class H11Protocol(asyncio.Protocol):
         if self._closing or self.transport is None:
             return
         state = self.state
-        extra = list(state.default_headers)
-        if self.config.date_header:
-            extra.append((b"date", date_header()))
+        config = self.config
+        extra = state.default_headers
+        if config.date_header:
+            extra = [*extra, (b"date", date_header())]
         if extra:
-            provided = {name.lower() for name, _ in headers}
-            extra = [h for h in extra if h[0] not in provided]
+            if _names_any_default(headers):
+                provided = {name.lower() for name, _ in headers}
+                extra = [h for h in extra if h[0] not in provided]
             headers = extra + headers
-        cap = self.config.max_requests_per_connection
+        cap = config.max_requests_per_connection
         if state.shutting_down or (cap and self._requests >= cap):
             headers = [*headers, (b"connection", b"close")]
         conn = self.conn
@@ -419,7 +463,7 @@ class H11Protocol(asyncio.Protocol):
             if body:
                 data += conn.send(h11.Data(data=body))
             if end:
-                data += conn.send(h11.EndOfMessage())
+                data += conn.send(_END)
         except h11.LocalProtocolError as exc:
             if self.cycle is not None and self.cycle.started and status != 500:
                 # The app's response is invalid; report it to the app (it becomes a 500).
@@ -437,7 +481,7 @@ class H11Protocol(asyncio.Protocol):
         try:
             out = conn.send(h11.Data(data=data)) if data else b""
             if end:
-                out += conn.send(h11.EndOfMessage())
+                out += conn.send(_END)
         except h11.LocalProtocolError as exc:
             self._close()
             raise RuntimeError(f"invalid response body: {exc}") from None
@@ -451,7 +495,7 @@ class H11Protocol(asyncio.Protocol):
             out = conn.send(h11.EndOfMessage(headers=headers))
         except h11.LocalProtocolError:
             # Not chunked (HTTP/1.0 or a Content-Length was given): trailers cannot be sent.
-            out = conn.send(h11.EndOfMessage())
+            out = conn.send(_END)
         self.transport.write(out)
 
     async def drain(self) -> None:
@@ -493,7 +537,6 @@ class H11Protocol(asyncio.Protocol):
         conn.start_next_cycle()
         self.cycle = None
         self._in_head = True
-        self._head = bytearray()
         trailing, _ = conn.trailing_data
         if trailing:
             # Pipelined requests already received: check and start the next one now.
@@ -540,17 +583,39 @@ class H11Protocol(asyncio.Protocol):
                 self.transport.close()
         self._release_drain()
 
+    # One timer per connection serves the header and keep-alive timeouts. Re-arming only
+    # moves ``_deadline``; the handle is replaced only when the new deadline is earlier than
+    # it, and a timer that fires before the deadline re-schedules itself for the rest. Two
+    # timer handles created and cancelled per request otherwise cost ~3 % of a small request.
+
     def _arm(self, timeout: float) -> None:
-        self._cancel_timer()
-        self._timer = self._loop.call_later(timeout, self._on_timeout)
+        deadline = self._loop.time() + timeout
+        self._deadline = deadline
+        timer = self._timer
+        if timer is None or timer.when() > deadline:
+            if timer is not None:
+                timer.cancel()
+            self._timer = self._loop.call_at(deadline, self._on_timer)
+
+    def _disarm(self) -> None:
+        """No timeout runs now (a request is in progress); the handle stays for reuse."""
+        self._deadline = 0.0
 
     def _cancel_timer(self) -> None:
+        self._deadline = 0.0
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
 
-    def _on_timeout(self) -> None:
+    def _on_timer(self) -> None:
         self._timer = None
+        deadline = self._deadline
+        if not deadline:
+            return
+        if deadline > self._loop.time():
+            self._timer = self._loop.call_at(deadline, self._on_timer)
+            return
+        self._deadline = 0.0
         if self.cycle is None or self.cycle.complete:
             self._close()
 

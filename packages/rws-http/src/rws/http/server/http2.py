@@ -771,6 +771,7 @@ class H2Protocol(asyncio.Protocol):
             more_body=not ended,
             max_body_size=config.max_body_size,
             declared_length=declared_length,
+            held_heads=state.held_heads,
         )
         stream.cycle = cycle
         self.streams[stream_id] = stream

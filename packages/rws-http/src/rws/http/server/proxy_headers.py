@@ -82,6 +82,15 @@ _SCHEMES: Final = {
     "websocket": {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"},
 }
 _DEFAULT_PORTS: Final = {"http": 80, "ws": 80, "https": 443, "wss": 443}
+_FORWARDING: Final = frozenset(
+    {
+        b"forwarded",
+        b"x-forwarded-for",
+        b"x-forwarded-proto",
+        b"x-forwarded-host",
+        b"x-forwarded-port",
+    }
+)
 
 
 class ProxyHeadersMiddleware:
@@ -115,6 +124,14 @@ class ProxyHeadersMiddleware:
         await self.app(scope, receive, send)
 
     def _apply(self, scope: Scope) -> None:
+        headers = scope.get("headers", ())
+        # Most requests carry no forwarding header at all: one pass over the names, which
+        # ASGI servers give in lowercase, settles that; otherwise look at every name closely.
+        for name, _ in headers:
+            if name in _FORWARDING or (not name.islower() and bytes(name).lower() in _FORWARDING):
+                break
+        else:
+            return
         forwarded: list[str] = []
         x_for: list[str] = []
         x_proto: list[str] = []
@@ -127,7 +144,7 @@ class ProxyHeadersMiddleware:
             b"x-forwarded-host": x_host,
             b"x-forwarded-port": x_port,
         }
-        for name, value in scope.get("headers", ()):
+        for name, value in headers:
             target = lists.get(bytes(name).lower())
             if target is not None:
                 target.append(bytes(value).decode("latin-1"))

@@ -9,7 +9,7 @@ from email.utils import formatdate
 from typing import Any, Protocol
 
 from .config import Config
-from .cycle import ASGIApp
+from .cycle import ASGIApp, HeldHeads
 
 
 class AccessLogger(Protocol):
@@ -39,6 +39,7 @@ class ServerState:
     access_log: AccessLogger | None = None
     shutting_down: bool = False
     default_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    held_heads: HeldHeads = field(default_factory=HeldHeads)
 
     def __post_init__(self) -> None:
         if self.config.server_header:
