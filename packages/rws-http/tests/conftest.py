@@ -11,6 +11,7 @@ import asyncio
 import logging
 import os
 import shutil
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
@@ -94,3 +95,20 @@ def no_escaped_errors(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
     yield
     escaped = [r for r in caplog.records if r.name == "asyncio" and r.levelno >= logging.ERROR]
     assert not escaped, [r.getMessage() for r in escaped]
+
+
+@pytest.fixture(scope="module")
+def certificates(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str, ssl.SSLContext]:
+    """``(server PEM with key, CA PEM, client SSL context trusting the CA)``, from trustme."""
+    import trustme
+
+    ca = trustme.CA()
+    leaf = ca.issue_cert("127.0.0.1", "localhost")
+    folder = tmp_path_factory.mktemp("tls")
+    server_pem = folder / "server.pem"
+    ca_pem = folder / "ca.pem"
+    leaf.private_key_and_cert_chain_pem.write_to_path(str(server_pem))
+    ca.cert_pem.write_to_path(str(ca_pem))
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    return str(server_pem), str(ca_pem), context

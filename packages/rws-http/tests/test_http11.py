@@ -848,3 +848,109 @@ async def test_accepted_connections_disable_nagle() -> None:
     assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
     writer.close()
     await server.shutdown()
+
+
+# -- 103 Early Hints ---------------------------------------------------------------------------
+
+STYLE = b"</style.css>; rel=preload; as=style"
+SCRIPT = b"</app.js>; rel=preload; as=script"
+
+
+def hinting_app(release: asyncio.Event | None = None) -> Any:
+    """Two early hints (``links``, then ``headers``), then 200; ``release`` holds it between."""
+
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        assert "http.response.early_hint" in scope["extensions"]
+        await send({"type": "http.response.early_hint", "links": [STYLE, SCRIPT]})
+        if release is not None:
+            await release.wait()
+        await send(
+            {
+                "type": "http.response.early_hint",
+                "headers": [(b"Link", b"<https://cdn.example>; rel=preconnect")],
+            }
+        )
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"page"})
+
+    return app
+
+
+async def test_early_hints_go_out_at_once_on_http11(serve: Any) -> None:
+    release = asyncio.Event()
+    address = await serve(hinting_app(release))
+    host, port = address.split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        # The first hint arrives while the app is still waiting: it was not held back.
+        first = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        assert first == b"HTTP/1.1 103 Early Hints\r\nlink: %s\r\nlink: %s\r\n\r\n" % (
+            STYLE,
+            SCRIPT,
+        )
+        release.set()
+        second = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        assert (
+            second
+            == b"HTTP/1.1 103 Early Hints\r\nlink: <https://cdn.example>; rel=preconnect\r\n\r\n"
+        )
+        final = await asyncio.wait_for(reader.readuntil(b"page"), 10)
+        assert final.startswith(b"HTTP/1.1 200 OK\r\n")
+        # The connection stays usable for the next request (``release`` is set now).
+        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        rest = await asyncio.wait_for(reader.read(), 10)
+        assert rest.count(b"HTTP/1.1 103 Early Hints\r\n") == 2
+        assert b"HTTP/1.1 200 OK\r\n" in rest and rest.endswith(b"page")
+    finally:
+        writer.close()
+
+
+async def test_early_hints_are_not_sent_to_http10_clients(serve: Any, helpers: Any) -> None:
+    address = await serve(hinting_app())
+    raw = await helpers.exchange(address, b"GET / HTTP/1.0\r\n\r\n")
+    assert raw.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert b"103" not in raw and raw.endswith(b"page")
+
+
+async def test_curl_shows_early_hints(serve: Any, helpers: Any) -> None:
+    curl = helpers.need_tool("curl")
+    address = await serve(hinting_app())
+    code, out, err = await helpers.run(curl, "-sS", "-i", f"http://{address}/")
+    assert code == 0, err
+    hint, final = out.split(b"\r\n\r\n", 1)[0], out.split(b"\r\n\r\n")[2]
+    assert hint == b"HTTP/1.1 103 Early Hints\r\nlink: %s\r\nlink: %s" % (STYLE, SCRIPT)
+    assert final.startswith(b"HTTP/1.1 200 OK")
+    assert out.endswith(b"\r\n\r\npage")
+
+
+async def test_misused_early_hints_are_app_errors(
+    serve: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        if scope["path"] == "/after-start":
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.early_hint", "links": [STYLE]})
+        elif scope["path"] == "/bad-value":
+            await send({"type": "http.response.early_hint", "links": [b"</a>\r\nx-injected: 1"]})
+        elif scope["path"] == "/framing":
+            await send({"type": "http.response.early_hint", "headers": [(b"content-length", b"0")]})
+        elif scope["path"] == "/empty":
+            await send({"type": "http.response.early_hint", "links": []})
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"fine"})
+
+    address = await serve(app)
+    caplog.set_level(logging.ERROR, logger="rws.http.error")
+    paths = ("/after-start", "/bad-value", "/framing", "/empty")
+    async with httpx.AsyncClient() as client:
+        for path in paths:
+            response = await client.get(f"http://{address}{path}")
+            assert response.status_code == 500, path
+            assert b"x-injected" not in response.content
+        fine = await client.get(f"http://{address}/fine")
+    assert fine.status_code == 200 and fine.text == "fine"
+    errors = [str(r.exc_info[1]) for r in caplog.records if r.exc_info]
+    assert len(errors) == len(paths)
+    assert "must come before http.response.start" in errors[0]
+    assert all("http.response.early_hint" in error for error in errors)

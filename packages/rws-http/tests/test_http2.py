@@ -27,7 +27,6 @@ import h2.settings
 import hpack
 import httpx
 import pytest
-import trustme
 from h2.errors import ErrorCodes
 from h2.settings import SettingCodes
 from hyperframe.frame import (
@@ -403,21 +402,6 @@ def goaways(frames: list[Frame]) -> list[GoAwayFrame]:
     return [frame for frame in frames if isinstance(frame, GoAwayFrame)]
 
 
-@pytest.fixture(scope="module")
-def certificates(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str, ssl.SSLContext]:
-    """``(server PEM with key, CA PEM, client SSL context trusting the CA)``."""
-    ca = trustme.CA()
-    leaf = ca.issue_cert("127.0.0.1", "localhost")
-    folder = tmp_path_factory.mktemp("tls")
-    server_pem = folder / "server.pem"
-    ca_pem = folder / "ca.pem"
-    leaf.private_key_and_cert_chain_pem.write_to_path(str(server_pem))
-    ca.cert_pem.write_to_path(str(ca_pem))
-    context = ssl.create_default_context()
-    ca.configure_trust(context)
-    return str(server_pem), str(ca_pem), context
-
-
 # -- real clients -------------------------------------------------------------------------------
 
 
@@ -439,6 +423,7 @@ async def test_curl_prior_knowledge(no_escaped_errors: None) -> None:
         assert info["http_version"] == "2" and info["scheme"] == "http"
         assert ["host", server.addresses[0]] in info["headers"]
         assert info["extensions"] == [
+            "http.response.early_hint",
             "http.response.pathsend",
             "http.response.trailers",
             "rws.http.body_limit",
@@ -1370,3 +1355,45 @@ async def test_head_goes_out_before_a_delayed_body(no_escaped_errors: None) -> N
         record = await client.response(sid)
         assert record.body == b"event"
         await client.close()
+
+
+async def test_early_hints_on_http2(no_escaped_errors: None) -> None:
+    release = asyncio.Event()
+    link = b"</style.css>; rel=preload; as=style"
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        assert "http.response.early_hint" in scope["extensions"]
+        await send({"type": "http.response.early_hint", "links": [link]})
+        await release.wait()
+        await send({"type": "http.response.early_hint", "headers": [(b"X-Hint", b"2")]})
+        if scope["path"] == "/late":
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.early_hint", "links": [link]})
+        await respond(send, 200, b"done")
+
+    async with running(app) as server:
+        client = await Client.connect(server.addresses[0])
+        sid = client.request("/")
+        # The first hint is on the wire while the app still waits.
+        await client.until(lambda: bool(client.stream(sid).informational))
+        assert client.stream(sid).informational == [[(b":status", b"103"), (b"link", link)]]
+        assert client.stream(sid).status == 0
+        release.set()
+        record = await client.response(sid)
+        assert record.informational == [
+            [(b":status", b"103"), (b"link", link)],
+            [(b":status", b"103"), (b"x-hint", b"2")],
+        ]
+        assert record.status == 200 and record.body == b"done"
+        # After http.response.start it is an app error: a 500, and the connection lives on.
+        record = await client.response(client.request("/late"))
+        assert record.status == 500 and len(record.informational) == 2
+        await client.close()
+
+        curl = need_tool("curl")
+        code, out, err = await run(
+            curl, "-sS", "-i", "--http2-prior-knowledge", f"http://{server.addresses[0]}/"
+        )
+        assert code == 0, err
+        assert out.startswith(b"HTTP/2 103 \r\nlink: " + link + b"\r\n\r\nHTTP/2 103 ")
+        assert b"\r\n\r\nHTTP/2 200 \r\n" in out and out.endswith(b"done")

@@ -19,6 +19,8 @@ import logging
 import os
 import socket
 import struct
+import tracemalloc
+import zlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -31,8 +33,9 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
 
-from rws.http.server import Config, Server
+from rws.http.server import Config, ConfigError, Server
 from rws.http.server.websocket import MAX_QUEUED_MESSAGES, ClientDisconnected, WSProtocol
 
 Scope = dict[str, Any]
@@ -1074,3 +1077,201 @@ async def test_access_log_records_each_websocket_when_it_ends(tmp_path: Any) -> 
     assert records["/denied"]["status"] == 401
     assert records["/denied"]["response_bytes"] == len(b"log in")
     assert records["/bad"]["status"] == 400
+
+
+# -- permessage-deflate (RFC 7692) -----------------------------------------------------------------
+
+
+def deflate(data: bytes) -> bytes:
+    """A message's payload as a permessage-deflate sender writes it (RFC 7692 7.2.1)."""
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
+    step = 1 << 20
+    out = b"".join(compressor.compress(data[i : i + step]) for i in range(0, len(data), step))
+    out += compressor.flush(zlib.Z_SYNC_FLUSH)
+    assert out.endswith(b"\x00\x00\xff\xff")
+    return out[:-4]
+
+
+def inflate(payload: bytes) -> bytes:
+    return zlib.decompressobj(-15).decompress(payload + b"\x00\x00\xff\xff")
+
+
+def offering(extensions: str) -> bytes:
+    return handshake(extra=f"Sec-WebSocket-Extensions: {extensions}\r\n")
+
+
+def extensions_header(head: bytes) -> str | None:
+    for line in head.decode("latin-1").split("\r\n")[1:]:
+        name, _, value = line.partition(":")
+        if name.lower() == "sec-websocket-extensions":
+            return value.strip()
+    return None
+
+
+async def test_per_message_deflate_round_trips_large_messages() -> None:
+    text = json.dumps([{"id": i, "name": "item", "tags": ["a", "b"]} for i in range(100_000)])
+    data = bytes(range(256)) * 16 * 1024  # 4 MiB
+    async with (
+        running(Echo()) as server,
+        connect(server.addresses[0], compression="deflate", max_size=None) as ws,
+    ):
+        # websockets offers "permessage-deflate; client_max_window_bits".
+        assert ws.response.headers["Sec-WebSocket-Extensions"] == "permessage-deflate"
+        for _ in range(2):  # the second time with the context of the first
+            await ws.send(text)
+            assert await ws.recv() == text
+            await ws.send(data)
+            assert await ws.recv() == data
+        # Compressed on the wire: the server's frames are a fraction of what they carry.
+        sent = only_ws_protocol(server)._log_bytes
+        assert sent < (len(text) + len(data)) // 4
+
+
+async def test_per_message_deflate_honours_the_client_parameters(serve: Any) -> None:
+    address = await serve(Echo(), lifespan="off")
+    factory = ClientPerMessageDeflateFactory(
+        server_no_context_takeover=True,
+        client_no_context_takeover=True,
+        server_max_window_bits=10,
+        client_max_window_bits=12,
+    )
+    async with connect(address, compression=None, extensions=[factory]) as ws:
+        assert ws.response.headers["Sec-WebSocket-Extensions"] == (
+            "permessage-deflate; server_no_context_takeover; client_no_context_takeover; "
+            "server_max_window_bits=10"
+        )
+        for message in ("abc" * 5000, "abc" * 5000, "xyz" * 10):
+            await ws.send(message)
+            assert await ws.recv() == message
+    # Raw: without context takeover every message the server sends stands alone.
+    async with raw(
+        await serve(Echo(), lifespan="off"),
+        offering("permessage-deflate; server_no_context_takeover"),
+    ) as client:
+        assert extensions_header(client.head) == "permessage-deflate; server_no_context_takeover"
+        for _ in range(2):
+            client.send(frame(TEXT, deflate(b"same" * 100), rsv=RSV1))
+            echoed = await client.next_data()
+            assert echoed.rsv == RSV1 and inflate(echoed.payload) == b"same" * 100
+
+
+@pytest.mark.parametrize(
+    ("offer", "answer"),
+    [
+        ("permessage-deflate", "permessage-deflate"),
+        ("permessage-deflate; client_max_window_bits", "permessage-deflate"),
+        (
+            'permessage-deflate; server_max_window_bits="12"',
+            "permessage-deflate; server_max_window_bits=12",
+        ),
+        # The first acceptable offer wins; the ones the server cannot take are skipped.
+        (
+            "permessage-deflate; x-unknown, permessage-deflate; server_max_window_bits=8, "
+            "permessage-deflate; server_no_context_takeover, permessage-deflate",
+            "permessage-deflate; server_no_context_takeover",
+        ),
+        ("permessage-deflate; server_no_context_takeover; server_no_context_takeover", None),
+        ("permessage-deflate; server_no_context_takeover=1", None),
+        ("permessage-deflate; server_max_window_bits", None),
+        ("permessage-deflate; client_max_window_bits=16", None),
+        ("permessage-deflate; server_max_window_bits=abc", None),
+        ("x-webkit-deflate-frame", None),
+    ],
+)
+async def test_per_message_deflate_negotiation(serve: Any, offer: str, answer: str | None) -> None:
+    address = await serve(Echo(), lifespan="off")
+    async with raw(address, offering(offer)) as client:
+        assert status_line(client.head) == b"HTTP/1.1 101 Switching Protocols"
+        assert extensions_header(client.head) == answer
+        payload = deflate(b"hello") if answer else b"hello"
+        client.send(frame(TEXT, payload, rsv=RSV1 if answer else 0))
+        echoed = await client.next_data()
+        assert (inflate(echoed.payload) if answer else echoed.payload) == b"hello"
+
+
+async def test_per_message_deflate_can_be_turned_off(serve: Any) -> None:
+    address = await serve(Echo(), lifespan="off", ws_per_message_deflate=False)
+    async with connect(address, compression="deflate") as ws:
+        assert "Sec-WebSocket-Extensions" not in ws.response.headers
+        await ws.send("plain " * 1000)
+        assert await ws.recv() == "plain " * 1000
+    async with raw(address, offering("permessage-deflate")) as client:
+        assert extensions_header(client.head) is None
+        # RSV1 without a negotiated extension is a protocol error (RFC 6455 5.2).
+        client.send(frame(TEXT, deflate(b"hello"), rsv=RSV1))
+        assert (await client.next_data()).close()[0] == 1002
+
+
+async def test_control_frames_between_compressed_fragments(serve: Any) -> None:
+    """RFC 6455 5.4: a ping may come between the frames of a (compressed) message."""
+    address = await serve(Echo(), lifespan="off")
+    message = "fragmented and compressed " * 50
+    payload = deflate(message.encode())
+    half = len(payload) // 2
+    async with raw(address, offering("permessage-deflate")) as client:
+        client.send(frame(TEXT, payload[:half], fin=False, rsv=RSV1))
+        client.send(frame(PING, b"in between"))
+        client.send(frame(CONT, payload[half:]))
+        pong = await client.frame()
+        assert (pong.opcode, pong.payload) == (PONG, b"in between")
+        echoed = await client.next_data()
+        assert echoed.opcode == TEXT and inflate(echoed.payload).decode() == message
+
+
+@pytest.mark.parametrize("frames", [1, 16])
+async def test_hostile_compressed_bomb_is_stopped_early(frames: int) -> None:
+    """~100 KiB on the wire inflating to 100 MiB: 1009 after about 1 MiB, memory bounded."""
+    limit = 1024 * 1024
+    app = Echo()
+    payload = deflate(bytes(100 * 1024 * 1024))
+    assert len(payload) < 200 * 1024
+    size = -(-len(payload) // frames)
+    parts = [payload[i : i + size] for i in range(0, len(payload), size)]
+    wire = b"".join(
+        frame(BINARY if i == 0 else CONT, part, fin=i == len(parts) - 1, rsv=RSV1 if i == 0 else 0)
+        for i, part in enumerate(parts)
+    )
+    started = not tracemalloc.is_tracing()
+    if started:
+        tracemalloc.start()
+    try:
+        async with running(app, ws_max_message_size=limit) as server:
+            address = server.addresses[0]
+            async with raw(address, offering("permessage-deflate")) as client:
+                tracemalloc.reset_peak()
+                before = tracemalloc.get_traced_memory()[0]
+                client.send(wire)
+                closing = await client.next_data()
+                assert closing.close() == (1009, f"message larger than {limit} bytes")
+                assert await client.at_eof()
+                peak = tracemalloc.get_traced_memory()[1] - before
+            disconnect = await app.disconnect()
+            assert disconnect["code"] == 1009
+            # The server inflated little more than the limit (not 100 MiB, not even 4 MiB).
+            assert peak < 4 * limit, peak
+            # ... and it serves others as before.
+            async with connect(address, compression="deflate") as ws:
+                await ws.send("still here")
+                assert await ws.recv() == "still here"
+    finally:
+        if started:
+            tracemalloc.stop()
+
+
+def test_per_message_deflate_setting_from_env_toml_and_flags(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rws.http.server import cli
+
+    assert Config().ws_per_message_deflate is True
+    assert (
+        Config.from_env({"RWS_HTTP_WS_PER_MESSAGE_DEFLATE": "off"}).ws_per_message_deflate is False
+    )
+    toml = tmp_path / "rws.toml"
+    toml.write_text("ws_per_message_deflate = false\n")
+    assert Config.from_toml(toml).ws_per_message_deflate is False
+    with pytest.raises(ConfigError, match="ws_per_message_deflate must be true or false"):
+        Config.from_mapping({"ws_per_message_deflate": "yes"})
+    monkeypatch.delenv("RWS_HTTP_WS_PER_MESSAGE_DEFLATE", raising=False)
+    args = cli._parser().parse_args(["serve", "app:app", "--no-ws-per-message-deflate"])
+    assert cli._settings(args).ws_per_message_deflate is False

@@ -113,11 +113,23 @@ class Config:
     #: Most CONTINUATION frames for one header block (CONTINUATION flood).
     h2_max_continuation_frames: int = 16
 
+    # HTTP/3 (QUIC; needs the ``rws-http[h3]`` extra and certfile)
+    #: UDP ``HOST:PORT`` addresses to serve HTTP/3 on (empty: HTTP/3 off). TCP responses then
+    #: advertise it with ``Alt-Svc``.
+    quic_bind: tuple[str, ...] = ()
+    #: Seconds a QUIC connection may stay silent before it is closed.
+    quic_max_idle_timeout: float = 30.0
+    #: Open QUIC connections per ``quic_bind`` address; more are refused (CONNECTION_REFUSED).
+    quic_max_connections: int = 4096
+
     # WebSocket
     ws_max_message_size: int = 16 * 1024 * 1024
     #: Seconds between server pings (0: none); a peer silent for ws_ping_timeout is dropped.
     ws_ping_interval: float = 20.0
     ws_ping_timeout: float = 20.0
+    #: Accept permessage-deflate (RFC 7692) when a client offers it; what arrives compressed is
+    #: inflated only up to ws_max_message_size. Off: compression is never negotiated.
+    ws_per_message_deflate: bool = True
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -289,6 +301,8 @@ def _validate(config: Config) -> None:
         "keep_alive_timeout",
         "h2_reset_window",
         "ws_max_message_size",
+        "quic_max_idle_timeout",
+        "quic_max_connections",
     ):
         positive(name)
     for name in (
@@ -322,7 +336,25 @@ def _validate(config: Config) -> None:
             "access_log_max_bytes with several workers would rotate one file from every "
             "process: use logrotate and SIGHUP (rws-http reopens the log) instead"
         )
+    if config.quic_bind:
+        _validate_quic(config)
     if config.root_path and (
         not config.root_path.startswith("/") or config.root_path.endswith("/")
     ):
         raise ConfigError("root_path must start with '/' and not end with one, e.g. '/api'")
+
+
+def _validate_quic(config: Config) -> None:
+    if config.certfile is None:
+        raise ConfigError("quic_bind needs certfile (and keyfile): HTTP/3 is always TLS")
+    if config.workers > 1:
+        raise ConfigError("quic_bind with workers > 1 is not supported yet: use one worker")
+    for value in config.quic_bind:
+        _, sep, port = value.rpartition(":")
+        if (
+            not sep
+            or value.startswith(("unix:", "fd://"))
+            or not port.isdigit()
+            or not 0 <= int(port) <= 65535
+        ):
+            raise ConfigError(f"quic_bind {value!r} is not HOST:PORT or [IPv6]:PORT (UDP)")

@@ -111,10 +111,13 @@ def http_extensions(config: Config) -> dict[str, Any]:
     reads the body or starts its response (0: no limit). ``rws.http.request_trailers``: the
     last ``http.request`` message of a request that had trailer fields carries them as
     ``"trailers"`` (a list of ``(name, value)`` byte pairs, names lowercased).
+    ``http.response.early_hint``: ``{"type": "http.response.early_hint", "links": [...]}``
+    before ``http.response.start`` sends a ``103 Early Hints`` at once (not to HTTP/1.0).
     """
     return {
         "http.response.trailers": {},
         "http.response.pathsend": {},
+        "http.response.early_hint": {},
         "rws.http.body_limit": {"max_body_size": config.max_body_size},
         "rws.http.request_trailers": {},
     }

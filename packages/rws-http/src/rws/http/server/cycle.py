@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 from collections import deque
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Protocol
@@ -32,6 +33,22 @@ NO_BODY_STATUS = frozenset({204, 304})
 _PATHSEND_CHUNK = 256 * 1024
 
 _INTERNAL_ERROR_BODY = b"Internal Server Error"
+#: A header name is a token (RFC 9110 5.1); a value has no CR, LF or NUL (RFC 9110 5.5).
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_BAD_VALUE = re.compile(rb"[\r\n\x00]")
+#: Fields that frame or route a message: meaningless in a 1xx, and refused there.
+_NOT_IN_HINTS = frozenset(
+    {
+        b"connection",
+        b"content-length",
+        b"keep-alive",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+    }
+)
 _ERROR_HEADERS: Headers = [
     (b"content-type", b"text/plain; charset=utf-8"),
     (b"connection", b"close"),
@@ -303,6 +320,8 @@ class HTTPCycle:
             self._send_trailers(message)
         elif kind == "http.response.pathsend":
             await self._send_path(message)
+        elif kind == "http.response.early_hint":
+            self._send_early_hint(message)
         elif kind == "rws.http.body_limit":
             self.set_body_limit(message)
         else:
@@ -327,6 +346,22 @@ class HTTPCycle:
             self.held_heads.add(self)
         else:
             asyncio.get_running_loop().call_soon(self._flush_head)
+
+    def _send_early_hint(self, message: Message) -> None:
+        """``http.response.early_hint``: a ``103 Early Hints`` (RFC 8297), sent at once.
+
+        Before ``http.response.start`` only, as often as the app likes. ``links`` (the ASGI
+        extension's key, as Hypercorn reads it) are ``Link`` values; ``headers`` (an rws
+        addition: RFC 8297 allows any field) are more ``(name, value)`` pairs. The protocol
+        drops it for HTTP/1.0 clients, which must not see a 1xx.
+        """
+        if self.complete and self._disconnected:
+            return  # the server answered already (413) or the client left
+        if self._status or self.started or self.complete:
+            raise RuntimeError("http.response.early_hint must come before http.response.start")
+        headers = early_hint_headers(message)
+        if not self._disconnected:
+            self.sink.send_informational(103, headers)
 
     def _flush_head(self) -> None:
         if self.started or self.complete or self._disconnected or not self._status:
@@ -474,6 +509,38 @@ class HTTPCycle:
         self.response_bytes = 0 if self.head_request else len(body)
         self.sink.send_head(status, headers, b"" if self.head_request else body, True)
         self._finish()
+
+
+def early_hint_headers(message: Message) -> Headers:
+    """The fields of an ``http.response.early_hint`` message, checked; RuntimeError if bad."""
+    links = message.get("links", ())
+    extra = message.get("headers", ())
+    if isinstance(links, bytes | str) or isinstance(extra, bytes | str):
+        raise RuntimeError("http.response.early_hint: links and headers must be lists")
+    headers: Headers = []
+    try:
+        for link in links:
+            headers.append((b"link", link))
+        for name, value in extra:
+            headers.append((name, value))
+    except (TypeError, ValueError):
+        raise RuntimeError(
+            "http.response.early_hint needs links as a list of bytes and headers as a list "
+            "of (name, value) byte pairs"
+        ) from None
+    if not headers:
+        raise RuntimeError("http.response.early_hint without links or headers")
+    checked: Headers = []
+    for name, value in headers:
+        if type(name) is not bytes or type(value) is not bytes:
+            raise RuntimeError(f"http.response.early_hint: {name!r}: {value!r} is not bytes")
+        if not _TOKEN.fullmatch(name) or _BAD_VALUE.search(value):
+            raise RuntimeError(f"http.response.early_hint: invalid field {name!r}: {value!r}")
+        name = name.lower()
+        if name in _NOT_IN_HINTS:
+            raise RuntimeError(f"http.response.early_hint cannot carry {name.decode()}")
+        checked.append((name, value.strip(b" \t")))
+    return checked
 
 
 def _with_length(headers: Headers, length: int, status: int) -> Headers:

@@ -52,10 +52,10 @@ _ANSWERED = (h11.DONE, h11.MUST_CLOSE)
 
 
 def _names_any_default(headers: Headers) -> bool:
-    """Could the app have set ``server`` or ``date`` itself? (Only names of length 4 or 6.)"""
+    """Could the app have set ``server``, ``date`` or ``alt-svc`` itself? (Lengths 4, 6, 7.)"""
     for name, _ in headers:
         size = len(name)
-        if (size == 4 or size == 6) and name.lower() in (b"date", b"server"):
+        if 4 <= size <= 7 and name.lower() in (b"date", b"server", b"alt-svc"):
             return True
     return False
 
@@ -430,8 +430,8 @@ class H11Protocol(asyncio.Protocol):
     # -- ResponseSink ------------------------------------------------------------------------
 
     def send_informational(self, status: int, headers: Headers) -> None:
-        if self._closing or self.transport is None:
-            return
+        if self._closing or self.transport is None or self.conn.their_http_version == b"1.0":
+            return  # an HTTP/1.0 client must not be sent a 1xx (RFC 9110 15.2)
         self.transport.write(
             self.conn.send(
                 h11.InformationalResponse(

@@ -56,7 +56,6 @@ import logging
 import math
 import re
 import struct
-import time
 from collections import deque
 from collections.abc import Iterable
 from typing import Any
@@ -71,9 +70,18 @@ from h2.settings import SettingCodes
 
 from .access import log_exchange
 from .config import Config
-from .connection import ConnectionInfo, http_extensions, http_scope
+from .connection import ConnectionInfo
 from .cycle import Headers, HTTPCycle
-from .state import ServerState, date_header
+from .state import ServerState
+from .streams import (
+    STATUS_BYTES,
+    TOKEN,
+    RequestHead,
+    open_exchange,
+    read_request_head,
+    response_block,
+    start_app,
+)
 
 logger = logging.getLogger("rws.http.error")
 
@@ -130,12 +138,6 @@ _UPGRADE_ONLY = frozenset(
     }
 )
 
-_STATUS = {code: str(code).encode() for code in range(100, 1000)}
-_METHODS = {
-    name.encode(): name
-    for name in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE")
-}
-_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9a-zA-Z]+\Z")
 #: Response header names that are meaningless or forbidden in HTTP/2 (RFC 9113 8.2.2).
 _CONNECTION_SPECIFIC = frozenset(
     {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade", b"te"}
@@ -156,7 +158,7 @@ def _check_name(name: Any) -> bytes:
             raise InvalidHeadersError(f"header name {name!r} is not bytes")
         name = bytes(name)
     lowered: bytes = name.lower()
-    if not _TOKEN.match(lowered):
+    if not TOKEN.match(lowered):
         raise InvalidHeadersError(f"invalid header name {name!r}")
     result = b"" if lowered in _CONNECTION_SPECIFIC else lowered
     if len(_NAMES) < _NAMES_MAX:
@@ -266,7 +268,7 @@ class _Stream:
         protocol = self.protocol
         if self.closed or protocol._closing:
             return
-        block: Headers = [(b":status", _STATUS[status])]
+        block: Headers = [(b":status", STATUS_BYTES[status])]
         _header_fields(headers, block)
         if self._h2_call(protocol.conn.send_headers, self.id, block):
             protocol.want_flush()
@@ -551,7 +553,7 @@ class H2Protocol(asyncio.Protocol):
         transport.set_protocol(protocol)
         protocol.connection_made(transport)
         fields = [(n, v) for n, v in headers if n.lower() not in _UPGRADE_ONLY]
-        protocol._open_stream(1, method, target, fields, None, ended=True)
+        protocol._open_stream(1, RequestHead(method, target, fields, -1, None), ended=True)
         protocol.flush()
         if data:
             protocol.data_received(data)
@@ -698,93 +700,24 @@ class H2Protocol(asyncio.Protocol):
             self._refuse(stream_id)
             self._count_reset()
             return
-        method = path = authority = b""
-        raw = event.headers
-        start = 0
-        for name, value in raw:
-            if name[0] != 58:  # ':' -- h2 has checked that pseudo-headers come first
-                break
-            start += 1
-            if name == b":method":
-                method = value
-            elif name == b":path":
-                path = value
-            elif name == b":authority":
-                authority = value
-        headers: Headers = raw[start:]
-        length = -1
-        has_host = False
-        for name, value in headers:
-            if name == b"host":
-                has_host = True
-            elif name == b"content-length":
-                length = int(value)
-        if authority and not has_host:
-            headers.insert(0, (b"host", authority))
-        reject = None
-        text = _METHODS.get(method)
-        if text is None:
-            text = method.decode("latin-1")
-            if not _TOKEN.match(method):
-                reject = (400, b"Invalid method")
-        if len(headers) > self.config.max_header_count:
-            reject = (431, b"Too many header fields")
-        self._open_stream(
-            stream_id,
-            text,
-            path or authority,  # CONNECT has only :authority (authority-form, as in HTTP/1.1)
-            headers,
-            reject,
-            ended=event.stream_ended is not None,
-            declared_length=length,
-        )
+        head = read_request_head(event.headers, self.config)
+        self._open_stream(stream_id, head, ended=event.stream_ended is not None)
 
-    def _open_stream(
-        self,
-        stream_id: int,
-        method: str,
-        target: bytes,
-        headers: Headers,
-        reject: tuple[int, bytes] | None,
-        *,
-        ended: bool,
-        declared_length: int = -1,
-    ) -> None:
+    def _open_stream(self, stream_id: int, head: RequestHead, *, ended: bool) -> None:
         state = self.state
-        config = self.config
-        scope = http_scope(
-            config,
-            self.info,
-            state.lifespan_state,
-            method=method,
-            target=target,
-            headers=headers,
-            http_version="2",
-        )
-        scope["extensions"] = http_extensions(config)
+        assert self.info is not None
         stream = _Stream(self, stream_id, ended)
-        if state.access_log is not None:
-            stream.started_at = time.time()
-        cycle = HTTPCycle(
-            scope,
-            stream,
-            more_body=not ended,
-            max_body_size=config.max_body_size,
-            declared_length=declared_length,
-            held_heads=state.held_heads,
-        )
+        cycle = open_exchange(state, self.info, stream, head, http_version="2", ended=ended)
         stream.cycle = cycle
         self.streams[stream_id] = stream
         self._streams_opened += 1
-        cap = config.max_requests_per_connection
+        cap = self.config.max_requests_per_connection
         if cap and self._streams_opened >= cap:
             self._goaway(ErrorCodes.NO_ERROR)
-        if reject is not None:
-            cycle.respond(reject[0], reject[1])
+        if head.reject is not None:
+            cycle.respond(*head.reject)
             return
-        task = self._loop.create_task(cycle.run(state.app))
-        state.tasks.add(task)
-        task.add_done_callback(state.tasks.discard)
+        start_app(state, cycle, self._loop)
 
     def _on_data(self, event: h2.events.DataReceived) -> None:
         stream_id = event.stream_id
@@ -868,17 +801,14 @@ class H2Protocol(asyncio.Protocol):
 
     def response_headers(self, status: int, headers: Headers) -> Headers:
         """The HEADERS block of a response: ``:status``, server defaults, the app's fields."""
-        block: Headers = [(b":status", _STATUS[status])]
-        named_default = _header_fields(headers, block, self._default_names)
-        extra = self.state.default_headers
-        if self.config.date_header:
-            extra = [*extra, (b"date", date_header())]
-        if extra:
-            if named_default:
-                provided = {name for name, _ in block}
-                extra = [h for h in extra if h[0] not in provided]
-            block[1:1] = extra
-        return block
+        return response_block(
+            status,
+            headers,
+            self.state.default_headers,
+            self._default_names,
+            self.config,
+            _header_fields,
+        )
 
     def retire(self, stream: _Stream) -> None:
         """A stream is over for h2 and for its app: forget it."""

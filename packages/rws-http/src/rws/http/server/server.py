@@ -14,7 +14,7 @@ import socket
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from .config import Config
+from .config import Config, ConfigError
 from .cycle import ASGIApp
 from .http11 import H11Protocol
 from .lifespan import Lifespan
@@ -22,6 +22,7 @@ from .listeners import open_listener, parse_bind, socket_address
 from .state import ServerState
 
 if TYPE_CHECKING:
+    from .http3 import QuicEndpoint
     from .proxy_tls import ProxyTLSListener
 
 logger = logging.getLogger("rws.http.error")
@@ -52,6 +53,7 @@ class Server:
         self._given_sockets = list(sockets) if sockets is not None else None
         self._servers: list[asyncio.Server | ProxyTLSListener] = []
         self._sockets: list[socket.socket] = []
+        self._quic: list[QuicEndpoint] = []
         self._lifespan = Lifespan(app, self.config.lifespan, self.state.lifespan_state)
         self._stopped = asyncio.Event()
         self._started = False
@@ -60,6 +62,11 @@ class Server:
     def addresses(self) -> list[str]:
         """Where the server listens, e.g. ``["127.0.0.1:50123"]`` after binding port 0."""
         return [socket_address(sock) for sock in self._sockets]
+
+    @property
+    def quic_addresses(self) -> list[str]:
+        """Where HTTP/3 listens (UDP), e.g. ``["127.0.0.1:50124"]``; empty when it is off."""
+        return [endpoint.address for endpoint in self._quic]
 
     async def start(self) -> None:
         """Run lifespan startup, then start accepting connections."""
@@ -86,7 +93,12 @@ class Server:
                 client_cert=config.client_cert,
                 ciphers=config.ciphers,
             )
+        quic_configuration = None
+        if config.quic_bind:
+            quic_configuration = _quic_configuration(config)
         await self._lifespan.startup()
+        if quic_configuration is not None:
+            await self._open_quic(quic_configuration)
         if self._given_sockets is not None:
             self._sockets = self._given_sockets
         else:
@@ -114,13 +126,33 @@ class Server:
         scheme = "https" if ssl_context else "http"
         for address in self.addresses:
             logger.info("rws-http serving on %s://%s", scheme, address)
+        for address in self.quic_addresses:
+            logger.info("rws-http serving HTTP/3 on https://%s (UDP)", address)
+
+    async def _open_quic(self, configuration: Any) -> None:
+        """Bind the HTTP/3 endpoints and advertise them to TCP clients with ``Alt-Svc``."""
+        from .http3 import QuicEndpoint
+
+        for value in self.config.quic_bind:
+            address = parse_bind(value)
+            endpoint = await QuicEndpoint.open(
+                self.state, address.host, address.port, configuration
+            )
+            self._quic.append(endpoint)
+        ports = dict.fromkeys(endpoint.port for endpoint in self._quic)
+        alt_svc = ", ".join(f'h3=":{port}"; ma=86400' for port in ports)
+        self.state.default_headers.append((b"alt-svc", alt_svc.encode()))
 
     async def shutdown(self, grace: float | None = None) -> None:
         """Stop accepting, let exchanges finish within ``grace`` seconds, then close all."""
         if not self._started or self._stopped.is_set():
+            if not self._stopped.is_set():
+                for endpoint in self._quic:  # a start that failed after binding UDP
+                    endpoint.close()
             self._stopped.set()
             return
         grace = self.config.graceful_timeout if grace is None else grace
+        deadline = asyncio.get_running_loop().time() + grace
         state = self.state
         state.shutting_down = True
         for server in self._servers:
@@ -140,8 +172,15 @@ class Server:
                     task.cancel()
                 with contextlib.suppress(Exception):
                     await asyncio.gather(*pending, return_exceptions=True)
+        for endpoint in self._quic:
+            # QUIC has no transport buffer that close() flushes: let the last responses
+            # be acknowledged before the connections close.
+            remaining = deadline - asyncio.get_running_loop().time()
+            await endpoint.wait_flushed(max(remaining, _CANCEL_GRACE))
         for connection in list(state.connections):
             connection.abort()
+        for endpoint in self._quic:
+            endpoint.close()
         for server in self._servers:
             with contextlib.suppress(Exception):
                 await server.wait_closed()
@@ -165,6 +204,20 @@ class Server:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.shutdown()
+
+
+def _quic_configuration(config: Config) -> Any:
+    """aioquic's server configuration, or a :class:`ConfigError` naming the missing extra."""
+    try:
+        from .http3 import quic_configuration
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").partition(".")[0] not in ("aioquic", "cryptography", "pylsqpack"):
+            raise
+        raise ConfigError(
+            f"quic_bind needs the HTTP/3 extra ({exc.name} is not installed): "
+            "pip install 'rws-http[h3]'"
+        ) from None
+    return quic_configuration(config)
 
 
 async def serve(

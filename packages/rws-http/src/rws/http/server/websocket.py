@@ -32,6 +32,11 @@ ASGI 2.4: ``send()`` on a closed WebSocket raises :class:`ClientDisconnected`, a
 :class:`OSError`; the server does not log it when it escapes the app. ``receive()`` after the
 disconnect returns the disconnect again.
 
+Compression: permessage-deflate (RFC 7692) is accepted when the client offers it, unless
+``ws_per_message_deflate`` is off; :mod:`.ws_deflate` negotiates it and inflates what arrives
+with a bound, so a compressed message is failed with 1009 as soon as it inflates past
+``ws_max_message_size`` (a "zip bomb" never inflates further).
+
 Limits: ``ws_max_message_size`` (reassembled size, UTF-8 bytes for text, after decompression);
 received messages wait for the app in a queue bounded by ``read_buffer_size`` bytes and
 :data:`MAX_QUEUED_MESSAGES` messages, beyond which the server stops reading from the client;
@@ -63,7 +68,7 @@ from wsproto.events import (
     RejectData,
     TextMessage,
 )
-from wsproto.extensions import PerMessageDeflate
+from wsproto.extensions import Extension
 from wsproto.utilities import LocalProtocolError, ProtocolError, RemoteProtocolError
 
 from .access import log_request
@@ -71,6 +76,7 @@ from .connection import ConnectionInfo
 from .cycle import Headers, Message
 from .http11 import error_response
 from .state import ServerState, date_header
+from .ws_deflate import BoundedDeflate
 
 __all__ = ["CLOSE_TIMEOUT", "MAX_QUEUED_MESSAGES", "ClientDisconnected", "WSProtocol"]
 
@@ -83,10 +89,6 @@ CLOSE_TIMEOUT = 10.0
 #: (``read_buffer_size`` bounds their bytes). A count as well as a size, because many tiny
 #: messages cost far more memory than their payload.
 MAX_QUEUED_MESSAGES = 64
-#: With permessage-deflate, input is handed to wsproto this many bytes at a time and the
-#: message size checked in between. Deflate expands at most ~1032:1, so one step inflates to at
-#: most ~4 MiB: a "zip bomb" is stopped at ``ws_max_message_size`` instead of in one huge step.
-DEFLATE_FEED_SIZE = 4096
 
 _PHRASES = {status.value: status.phrase.encode() for status in HTTPStatus}
 _DISCONNECT = "websocket.disconnect"
@@ -142,7 +144,6 @@ class WSProtocol(asyncio.Protocol):
         #: Bytes received and not yet handed to wsproto (sent early, or held by back-pressure).
         self._pending = bytearray(trailing)
         self._processing = False
-        self._deflate = False
         # The message being reassembled from its frames (text or bytes), and its size.
         self._text: list[str] = []
         self._data: list[bytes] = []
@@ -416,23 +417,17 @@ class WSProtocol(asyncio.Protocol):
         if b"sec-websocket-protocol" in provided:
             raise RuntimeError("websocket.accept: give the subprotocol in 'subprotocol'")
         headers = self._default_headers(provided) + headers
-        deflate = PerMessageDeflate()
+        extensions: list[Extension] = []
+        if self.config.ws_per_message_deflate:
+            extensions.append(BoundedDeflate(self.config.ws_max_message_size))
         try:
-            try:
-                data = self.conn.send(
-                    AcceptConnection(
-                        subprotocol=subprotocol, extensions=[deflate], extra_headers=headers
-                    )
+            data = self.conn.send(
+                AcceptConnection(
+                    subprotocol=subprotocol, extensions=extensions, extra_headers=headers
                 )
-            except ValueError:
-                # An extension offer wsproto cannot parse: accept without compression.
-                deflate = PerMessageDeflate()
-                data = self.conn.send(
-                    AcceptConnection(subprotocol=subprotocol, extra_headers=headers)
-                )
+            )
         except (ProtocolError, h11.ProtocolError) as exc:
             raise RuntimeError(f"invalid websocket.accept: {exc}") from None
-        self._deflate = deflate.enabled()
         self._phase = _Phase.OPEN
         self._log_status = 101
         logger.debug("WebSocket %s accepted from %s", self._path(), self._peer())
@@ -545,12 +540,8 @@ class WSProtocol(asyncio.Protocol):
                 if not self._pending:
                     return
                 pending = self._pending
-                if self._deflate:
-                    chunk = bytes(pending[:DEFLATE_FEED_SIZE])
-                    del pending[:DEFLATE_FEED_SIZE]
-                else:
-                    chunk = bytes(pending)
-                    pending.clear()
+                chunk = bytes(pending)
+                pending.clear()
                 try:
                     self.conn.receive_data(chunk)
                 except LocalProtocolError:
@@ -623,6 +614,8 @@ class WSProtocol(asyncio.Protocol):
         else:
             # wsproto reports a frame it could not accept as a CloseConnection of its own,
             # leaving the state as it was: fail the connection with that code.
+            if code == 1009:  # inflating a compressed message went past the limit
+                reason = f"message larger than {self.config.ws_max_message_size} bytes"
             logger.debug("WebSocket %s from %s: %s", self._path(), self._peer(), reason)
             self._fail(code, reason)
 
