@@ -51,21 +51,25 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from aioquic.asyncio.protocol import QuicConnectionProtocol
-from aioquic.asyncio.server import QuicServer
-from aioquic.buffer import encode_uint_var
-from aioquic.h3.connection import H3_ALPN, ErrorCode, FrameType, H3Connection, encode_frame
-from aioquic.h3.events import DataReceived, H3Event, HeadersReceived
-from aioquic.quic.configuration import QuicConfiguration
-from aioquic.quic.connection import QuicConnection
-from aioquic.quic.events import (
-    ConnectionTerminated,
-    ProtocolNegotiated,
-    QuicEvent,
-    StopSendingReceived,
-    StreamReset,
-)
-from aioquic.quic.packet import QuicErrorCode
+try:  # the [h3] extra; server.py turns its absence into a ConfigError naming the extra
+    from aioquic.asyncio.protocol import QuicConnectionProtocol
+    from aioquic.asyncio.server import QuicServer
+    from aioquic.buffer import encode_uint_var
+    from aioquic.h3.connection import H3_ALPN, ErrorCode, FrameType, H3Connection, encode_frame
+    from aioquic.h3.events import DataReceived, H3Event, HeadersReceived
+    from aioquic.quic.configuration import QuicConfiguration
+    from aioquic.quic.connection import QuicConnection
+    from aioquic.quic.events import (
+        ConnectionTerminated,
+        ProtocolNegotiated,
+        QuicEvent,
+        StopSendingReceived,
+        StreamReset,
+    )
+    from aioquic.quic.packet import QuicErrorCode
+except ModuleNotFoundError as exc:
+    exc.msg = f"{exc.msg} (HTTP/3 needs the extra: pip install 'rws-http[h3]')"
+    raise
 
 from .access import log_exchange
 from .config import Config
