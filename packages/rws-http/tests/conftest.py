@@ -8,6 +8,7 @@ stall the server it is talking to.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import shutil
@@ -112,3 +113,22 @@ def certificates(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str, ss
     context = ssl.create_default_context()
     ca.configure_trust(context)
     return str(server_pem), str(ca_pem), context
+
+
+@pytest.fixture
+def running() -> Callable[..., contextlib.AbstractAsyncContextManager[Server]]:
+    """``async with running(app, **config) as server``: a server the test holds (to reach its
+    connections or shut it down), on 127.0.0.1:0 with lifespan off unless told otherwise."""
+
+    @contextlib.asynccontextmanager
+    async def start(app: Any, **options: Any) -> AsyncIterator[Server]:
+        options.setdefault("bind", ("127.0.0.1:0",))
+        options.setdefault("lifespan", "off")
+        server = Server(app, Config(**options))
+        await server.start()
+        try:
+            yield server
+        finally:
+            await server.shutdown(grace=2)
+
+    return start

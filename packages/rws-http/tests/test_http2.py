@@ -77,18 +77,6 @@ async def run(*command: str, within: float = 60.0) -> tuple[int, bytes, bytes]:
     return process.returncode, out, err
 
 
-@contextlib.asynccontextmanager
-async def running(app: Any, **options: Any) -> AsyncIterator[Server]:
-    options.setdefault("bind", ("127.0.0.1:0",))
-    options.setdefault("lifespan", "off")
-    server = Server(app, Config(**options))
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.shutdown(grace=2)
-
-
 async def read_body(receive: Receive) -> bytes:
     body = bytearray()
     while True:
@@ -405,7 +393,7 @@ def goaways(frames: list[Frame]) -> list[GoAwayFrame]:
 # -- real clients -------------------------------------------------------------------------------
 
 
-async def test_curl_prior_knowledge(no_escaped_errors: None) -> None:
+async def test_curl_prior_knowledge(running: Any, no_escaped_errors: None) -> None:
     curl = need_tool("curl")
     async with running(echo) as server:
         url = f"http://{server.addresses[0]}/a%20b?x=1"
@@ -457,7 +445,10 @@ async def test_curl_prior_knowledge(no_escaped_errors: None) -> None:
 
 
 async def test_refused_upload_over_tls_still_gets_its_answer(
-    certificates: tuple[str, str, ssl.SSLContext], no_escaped_errors: None, tmp_path: Path
+    running: Any,
+    certificates: tuple[str, str, ssl.SSLContext],
+    no_escaped_errors: None,
+    tmp_path: Path,
 ) -> None:
     """HTTP/1.1 over TLS: the 413 arrives although the client is still sending its body."""
     curl = need_tool("curl")
@@ -477,7 +468,7 @@ async def test_refused_upload_over_tls_still_gets_its_answer(
 
 
 async def test_curl_tls_alpn_h2_and_http11_fallback(
-    certificates: tuple[str, str, ssl.SSLContext], no_escaped_errors: None
+    running: Any, certificates: tuple[str, str, ssl.SSLContext], no_escaped_errors: None
 ) -> None:
     curl = need_tool("curl")
     server_pem, ca_pem, _ = certificates
@@ -505,7 +496,7 @@ async def test_curl_tls_alpn_h2_and_http11_fallback(
             assert info["http_version"] == expected and info["scheme"] == "https"
 
 
-async def test_curl_h2c_upgrade(no_escaped_errors: None) -> None:
+async def test_curl_h2c_upgrade(running: Any, no_escaped_errors: None) -> None:
     curl = need_tool("curl")
     async with running(echo) as server:
         url = f"http://{server.addresses[0]}/up?q=1"
@@ -532,7 +523,7 @@ async def test_curl_h2c_upgrade(no_escaped_errors: None) -> None:
         assert json.loads(body)["length"] == 3
 
 
-async def test_h2c_upgrade_raw_then_more_streams(no_escaped_errors: None) -> None:
+async def test_h2c_upgrade_raw_then_more_streams(running: Any, no_escaped_errors: None) -> None:
     async with running(echo) as server:
         host, port = server.addresses[0].rsplit(":", 1)
         reader, writer = await asyncio.open_connection(host, int(port))
@@ -562,7 +553,7 @@ async def test_h2c_upgrade_raw_then_more_streams(no_escaped_errors: None) -> Non
 
 
 async def test_h2c_upgrade_ignored_over_tls_and_with_bad_settings(
-    certificates: tuple[str, str, ssl.SSLContext], no_escaped_errors: None
+    running: Any, certificates: tuple[str, str, ssl.SSLContext], no_escaped_errors: None
 ) -> None:
     server_pem, ca_pem, _ = certificates
     request = (
@@ -595,7 +586,7 @@ async def test_h2c_upgrade_ignored_over_tls_and_with_bad_settings(
 
 
 async def test_httpx_over_tls_and_prior_knowledge(
-    certificates: tuple[str, str, ssl.SSLContext], no_escaped_errors: None
+    running: Any, certificates: tuple[str, str, ssl.SSLContext], no_escaped_errors: None
 ) -> None:
     server_pem, _, client_context = certificates
     async with running(echo, certfile=server_pem) as server:
@@ -618,7 +609,7 @@ async def test_httpx_over_tls_and_prior_knowledge(
         assert len(response.content) == 3_000_000
 
 
-async def test_h2load(no_escaped_errors: None) -> None:
+async def test_h2load(running: Any, no_escaped_errors: None) -> None:
     h2load = need_tool("h2load")
 
     async def hello(scope: Scope, receive: Receive, send: Send) -> None:
@@ -634,7 +625,7 @@ async def test_h2load(no_escaped_errors: None) -> None:
         assert "status codes: 2000 2xx" in text
 
 
-async def test_starlette_app(tmp_path: Path, no_escaped_errors: None) -> None:
+async def test_starlette_app(running: Any, tmp_path: Path, no_escaped_errors: None) -> None:
     download = tmp_path / "data.bin"
     download.write_bytes(os.urandom(700_000))
 
@@ -688,7 +679,7 @@ async def test_starlette_app(tmp_path: Path, no_escaped_errors: None) -> None:
 # -- protections --------------------------------------------------------------------------------
 
 
-async def test_streams_beyond_the_limit_are_refused(no_escaped_errors: None) -> None:
+async def test_streams_beyond_the_limit_are_refused(running: Any, no_escaped_errors: None) -> None:
     release = asyncio.Event()
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
@@ -728,7 +719,7 @@ async def test_streams_beyond_the_limit_are_refused(no_escaped_errors: None) -> 
         await client.close()
 
 
-async def test_rapid_reset_ends_the_connection(no_escaped_errors: None) -> None:
+async def test_rapid_reset_ends_the_connection(running: Any, no_escaped_errors: None) -> None:
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         await read_body(receive)
 
@@ -744,7 +735,7 @@ async def test_rapid_reset_ends_the_connection(no_escaped_errors: None) -> None:
 
 
 @pytest.mark.parametrize("kind", ["many-frames", "never-ending", "too-many-bytes"])
-async def test_continuation_flood(kind: str, no_escaped_errors: None) -> None:
+async def test_continuation_flood(running: Any, kind: str, no_escaped_errors: None) -> None:
     async with running(echo, h2_max_continuation_frames=16, h2_max_header_list_size=8192) as server:
         client = await RawClient.connect(server.addresses[0])
         block = client.block("/", extra=[("x-a", "b" * 100)])
@@ -766,7 +757,9 @@ async def test_continuation_flood(kind: str, no_escaped_errors: None) -> None:
         await client.close()
 
 
-async def test_header_block_within_limits_in_continuation_frames(no_escaped_errors: None) -> None:
+async def test_header_block_within_limits_in_continuation_frames(
+    running: Any, no_escaped_errors: None
+) -> None:
     async with running(echo) as server:
         client = await Client.connect(server.addresses[0])
         extra = [(f"x-h{i}", "v" * 1000) for i in range(40)]  # ~40 KB: HEADERS + CONTINUATIONs
@@ -779,7 +772,7 @@ async def test_header_block_within_limits_in_continuation_frames(no_escaped_erro
 
 @pytest.mark.parametrize("encoded", ["small", "large"])
 async def test_oversized_header_list_ends_the_connection(
-    encoded: str, no_escaped_errors: None
+    running: Any, encoded: str, no_escaped_errors: None
 ) -> None:
     async with running(echo, h2_max_header_list_size=16384) as server:
         client = await RawClient.connect(server.addresses[0])
@@ -801,7 +794,9 @@ async def test_oversized_header_list_ends_the_connection(
         await client.close()
 
 
-async def test_too_many_header_fields_is_431_on_the_stream(no_escaped_errors: None) -> None:
+async def test_too_many_header_fields_is_431_on_the_stream(
+    running: Any, no_escaped_errors: None
+) -> None:
     async with running(echo, max_header_count=50) as server:
         client = await Client.connect(server.addresses[0])
         extra = [(f"x-h{i}", "v") for i in range(60)]
@@ -843,7 +838,7 @@ INVALID = {
 
 
 @pytest.mark.parametrize("case", sorted(INVALID))
-async def test_invalid_frames_get_goaway(case: str, no_escaped_errors: None) -> None:
+async def test_invalid_frames_get_goaway(running: Any, case: str, no_escaped_errors: None) -> None:
     payload, code = INVALID[case]
     async with running(echo) as server:
         client = await RawClient.connect(server.addresses[0])
@@ -868,7 +863,7 @@ async def test_invalid_frames_get_goaway(case: str, no_escaped_errors: None) -> 
         await client.close()
 
 
-async def test_bad_preface_after_the_switch(no_escaped_errors: None) -> None:
+async def test_bad_preface_after_the_switch(running: Any, no_escaped_errors: None) -> None:
     async with running(echo) as server:
         client = await RawClient.connect(server.addresses[0], preface=False)
         client.writer.write(PREFACE[:16])
@@ -880,7 +875,7 @@ async def test_bad_preface_after_the_switch(no_escaped_errors: None) -> None:
         await client.close()
 
 
-async def test_preface_and_header_block_timeouts(no_escaped_errors: None) -> None:
+async def test_preface_and_header_block_timeouts(running: Any, no_escaped_errors: None) -> None:
     async with running(echo, header_timeout=0.2, keep_alive_timeout=30) as server:
         client = await RawClient.connect(server.addresses[0], preface=False)
         client.writer.write(PREFACE[:16])  # and then nothing
@@ -895,7 +890,7 @@ async def test_preface_and_header_block_timeouts(no_escaped_errors: None) -> Non
         await client.close()
 
 
-async def test_idle_connection_gets_goaway(no_escaped_errors: None) -> None:
+async def test_idle_connection_gets_goaway(running: Any, no_escaped_errors: None) -> None:
     async with running(echo, keep_alive_timeout=0.2) as server:
         client = await Client.connect(server.addresses[0])
         record = await client.response(client.request("/"))
@@ -907,7 +902,7 @@ async def test_idle_connection_gets_goaway(no_escaped_errors: None) -> None:
         await client.close()
 
 
-async def test_request_body_limit(no_escaped_errors: None) -> None:
+async def test_request_body_limit(running: Any, no_escaped_errors: None) -> None:
     calls: list[str] = []
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
@@ -947,7 +942,7 @@ async def test_request_body_limit(no_escaped_errors: None) -> None:
         await client.close()
 
 
-async def test_request_trailers_reach_the_app(no_escaped_errors: None) -> None:
+async def test_request_trailers_reach_the_app(running: Any, no_escaped_errors: None) -> None:
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         assert "rws.http.request_trailers" in scope["extensions"]
         body, last = b"", {}
@@ -978,7 +973,7 @@ async def test_request_trailers_reach_the_app(no_escaped_errors: None) -> None:
         await client.close()
 
 
-async def test_app_sets_its_own_body_limit_per_route(no_escaped_errors: None) -> None:
+async def test_app_sets_its_own_body_limit_per_route(running: Any, no_escaped_errors: None) -> None:
     """The ``rws.http.body_limit`` extension works over HTTP/2 as over HTTP/1.1."""
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
@@ -1015,7 +1010,9 @@ async def test_app_sets_its_own_body_limit_per_route(no_escaped_errors: None) ->
 # -- flow control -------------------------------------------------------------------------------
 
 
-async def test_client_with_tiny_window_gets_large_body(no_escaped_errors: None) -> None:
+async def test_client_with_tiny_window_gets_large_body(
+    running: Any, no_escaped_errors: None
+) -> None:
     async with running(echo) as server:
         client = await Client.connect(
             server.addresses[0], settings={SettingCodes.INITIAL_WINDOW_SIZE: 1000}
@@ -1034,7 +1031,9 @@ async def test_client_with_tiny_window_gets_large_body(no_escaped_errors: None) 
         await client.close()
 
 
-async def test_slow_app_back_pressures_a_large_upload(no_escaped_errors: None) -> None:
+async def test_slow_app_back_pressures_a_large_upload(
+    running: Any, no_escaped_errors: None
+) -> None:
     release = asyncio.Event()
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
@@ -1066,7 +1065,7 @@ async def test_slow_app_back_pressures_a_large_upload(no_escaped_errors: None) -
         await client.close()
 
 
-async def test_concurrent_streams_interleave(no_escaped_errors: None) -> None:
+async def test_concurrent_streams_interleave(running: Any, no_escaped_errors: None) -> None:
     count = 10
     barrier = asyncio.Barrier(count)
 
@@ -1089,7 +1088,7 @@ async def test_concurrent_streams_interleave(no_escaped_errors: None) -> None:
         await client.close()
 
 
-async def test_connection_window_is_shared_fairly(no_escaped_errors: None) -> None:
+async def test_connection_window_is_shared_fairly(running: Any, no_escaped_errors: None) -> None:
     size = 300_000
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
@@ -1113,7 +1112,7 @@ async def test_connection_window_is_shared_fairly(no_escaped_errors: None) -> No
 # -- HTTP semantics -------------------------------------------------------------------------------
 
 
-async def test_trailers_both_ways(no_escaped_errors: None) -> None:
+async def test_trailers_both_ways(running: Any, no_escaped_errors: None) -> None:
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         body = await read_body(receive)
         await send(
@@ -1141,7 +1140,7 @@ async def test_trailers_both_ways(no_escaped_errors: None) -> None:
         await client.close()
 
 
-async def test_head_204_304_and_headers(no_escaped_errors: None) -> None:
+async def test_head_204_304_and_headers(running: Any, no_escaped_errors: None) -> None:
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         status = int(scope["path"][1:]) if scope["path"][1:].isdigit() else 200
         headers = [
@@ -1176,7 +1175,7 @@ async def test_head_204_304_and_headers(no_escaped_errors: None) -> None:
             assert response.status_code == status and response.content == b""
 
 
-async def test_app_errors(no_escaped_errors: None) -> None:
+async def test_app_errors(running: Any, no_escaped_errors: None) -> None:
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["path"] == "/raise":
             raise ValueError("boom")
@@ -1205,7 +1204,7 @@ async def test_app_errors(no_escaped_errors: None) -> None:
         await client.close()
 
 
-async def test_pseudo_headers_cookies_and_host(no_escaped_errors: None) -> None:
+async def test_pseudo_headers_cookies_and_host(running: Any, no_escaped_errors: None) -> None:
     async with running(echo) as server:
         client = await Client.connect(server.addresses[0])
         sid = client.request(
@@ -1220,7 +1219,7 @@ async def test_pseudo_headers_cookies_and_host(no_escaped_errors: None) -> None:
         await client.close()
 
 
-async def test_informational_response(no_escaped_errors: None) -> None:
+async def test_informational_response(running: Any, no_escaped_errors: None) -> None:
     servers: list[Server] = []
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
@@ -1241,7 +1240,7 @@ async def test_informational_response(no_escaped_errors: None) -> None:
         await client.close()
 
 
-async def test_access_log(tmp_path: Path, no_escaped_errors: None) -> None:
+async def test_access_log(running: Any, tmp_path: Path, no_escaped_errors: None) -> None:
     log = tmp_path / "access.log"
     async with running(echo, access_log=str(log), access_log_format="json") as server:
         client = await Client.connect(server.addresses[0])
@@ -1289,7 +1288,7 @@ async def test_graceful_shutdown_lets_streams_finish(no_escaped_errors: None) ->
     await client.close()
 
 
-async def test_max_requests_per_connection(no_escaped_errors: None) -> None:
+async def test_max_requests_per_connection(running: Any, no_escaped_errors: None) -> None:
     async with running(echo, max_requests_per_connection=2) as server:
         client = await RawClient.connect(server.addresses[0])
         client.request(1)
@@ -1303,7 +1302,9 @@ async def test_max_requests_per_connection(no_escaped_errors: None) -> None:
         await client.close()
 
 
-async def test_client_ping_and_window_update_frames_are_answered(no_escaped_errors: None) -> None:
+async def test_client_ping_and_window_update_frames_are_answered(
+    running: Any, no_escaped_errors: None
+) -> None:
     async with running(echo) as server:
         client = await RawClient.connect(server.addresses[0])
         client.send(PingFrame(0, b"abcdefgh"), WindowUpdateFrame(0, window_increment=1000))
@@ -1338,7 +1339,7 @@ async def test_shutdown_grace_over_aborts_running_streams(no_escaped_errors: Non
     await client.close()
 
 
-async def test_head_goes_out_before_a_delayed_body(no_escaped_errors: None) -> None:
+async def test_head_goes_out_before_a_delayed_body(running: Any, no_escaped_errors: None) -> None:
     release = asyncio.Event()
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
@@ -1357,7 +1358,7 @@ async def test_head_goes_out_before_a_delayed_body(no_escaped_errors: None) -> N
         await client.close()
 
 
-async def test_early_hints_on_http2(no_escaped_errors: None) -> None:
+async def test_early_hints_on_http2(running: Any, no_escaped_errors: None) -> None:
     release = asyncio.Event()
     link = b"</style.css>; rel=preload; as=style"
 

@@ -98,19 +98,6 @@ class Echo:
             return await self.disconnects.get()
 
 
-@contextlib.asynccontextmanager
-async def running(app: Any, **options: Any) -> AsyncIterator[Server]:
-    """A server this test holds (for shutdown and for reaching its connections)."""
-    options.setdefault("bind", ("127.0.0.1:0",))
-    options.setdefault("lifespan", "off")
-    server = Server(app, Config(**options))
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.shutdown(grace=2)
-
-
 def connect(address: str, path: str = "/", **options: Any) -> Any:
     options.setdefault("proxy", None)
     options.setdefault("open_timeout", GUARD)
@@ -766,6 +753,7 @@ async def test_compressed_bomb_is_stopped_at_the_limit(serve: Any) -> None:
 
 
 async def test_reading_pauses_while_the_app_does_not_receive(
+    running: Any,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     count = MAX_QUEUED_MESSAGES * 20
@@ -806,7 +794,7 @@ async def test_reading_pauses_while_the_app_does_not_receive(
     assert received == messages
 
 
-async def test_send_waits_for_a_slow_reader(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_send_waits_for_a_slow_reader(running: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     count, size = 64, 256 * 1024
     paused = asyncio.Event()
     sent_all = asyncio.Event()
@@ -903,6 +891,7 @@ async def test_websockets_client_answers_server_pings(
 
 
 async def test_graceful_shutdown_closes_open_websockets_1001(
+    running: Any,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     app = Echo()
@@ -920,7 +909,9 @@ async def test_graceful_shutdown_closes_open_websockets_1001(
     assert "still running" not in caplog.text
 
 
-async def test_shutdown_during_the_handshake_is_503(caplog: pytest.LogCaptureFixture) -> None:
+async def test_shutdown_during_the_handshake_is_503(
+    running: Any, caplog: pytest.LogCaptureFixture
+) -> None:
     waiting = asyncio.Event()
     outcome: asyncio.Queue[Any] = asyncio.Queue()
 
@@ -1022,7 +1013,7 @@ async def test_starlette_send_after_client_left_raises_disconnect(serve: Any) ->
 # -- access log ------------------------------------------------------------------------------------
 
 
-async def test_access_log_records_each_websocket_when_it_ends(tmp_path: Any) -> None:
+async def test_access_log_records_each_websocket_when_it_ends(running: Any, tmp_path: Any) -> None:
     """nginx's way: the upgrade GET, 101 (or the refusal's status), bytes sent, its lifetime."""
 
     async def app(scope: Scope, receive: Any, send: Any) -> None:
@@ -1108,7 +1099,7 @@ def extensions_header(head: bytes) -> str | None:
     return None
 
 
-async def test_per_message_deflate_round_trips_large_messages() -> None:
+async def test_per_message_deflate_round_trips_large_messages(running: Any) -> None:
     text = json.dumps([{"id": i, "name": "item", "tags": ["a", "b"]} for i in range(100_000)])
     data = bytes(range(256)) * 16 * 1024  # 4 MiB
     async with (
@@ -1219,7 +1210,7 @@ async def test_control_frames_between_compressed_fragments(serve: Any) -> None:
 
 
 @pytest.mark.parametrize("frames", [1, 16])
-async def test_hostile_compressed_bomb_is_stopped_early(frames: int) -> None:
+async def test_hostile_compressed_bomb_is_stopped_early(running: Any, frames: int) -> None:
     """~100 KiB on the wire inflating to 100 MiB: 1009 after about 1 MiB, memory bounded."""
     limit = 1024 * 1024
     app = Echo()

@@ -42,7 +42,14 @@ Limits and defences (the numbers are :class:`~rws.http.server.config.Config` set
   header block HPACK cannot decode), then close. A GOAWAY from the client closes at once:
   h2 sends nothing more after one, so streams still running see ``http.disconnect``.
 
-Not supported: server push, RFC 8441 extended CONNECT (WebSocket over HTTP/2), and
+WebSocket (RFC 8441): SETTINGS_ENABLE_CONNECT_PROTOCOL is 1, and a CONNECT with ``:protocol
+websocket`` opens a :class:`_WSStream` served by
+:class:`~rws.http.server.websocket.H2WSProtocol`, the HTTP/1.1 WebSocket code with an HTTP/2
+handshake, over a :class:`_WSTransport` (write: DATA, close: END_STREAM, abort: RST_STREAM,
+pause reading: withhold WINDOW_UPDATE). h2 accepts ``:protocol`` whatever our setting says, so
+the setting is checked here; any other ``:protocol`` is answered 501.
+
+Not supported: server push and
 ``Expect: 100-continue`` (the body is simply read; HTTP/2 clients rarely wait for a 100).
 The ``:scheme`` pseudo-header is checked by h2 but the scope's ``scheme`` is the
 connection's own, as for HTTP/1.1: a cleartext client cannot claim ``https``.
@@ -58,7 +65,7 @@ import re
 import struct
 from collections import deque
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import h2.config
 import h2.connection
@@ -70,7 +77,7 @@ from h2.settings import SettingCodes
 
 from .access import log_exchange
 from .config import Config
-from .connection import ConnectionInfo
+from .connection import ConnectionInfo, http_scope
 from .cycle import Headers, HTTPCycle
 from .state import ServerState
 from .streams import (
@@ -82,6 +89,9 @@ from .streams import (
     response_block,
     start_app,
 )
+
+if TYPE_CHECKING:
+    from .websocket import WSProtocol
 
 logger = logging.getLogger("rws.http.error")
 
@@ -480,6 +490,154 @@ class _Stream:
             waiter.set_result(None)
 
 
+class _WSStream(_Stream):
+    """A stream opened by an extended CONNECT (RFC 8441) that carries a WebSocket.
+
+    The :class:`~rws.http.server.websocket.H2Channel` of its
+    :class:`~rws.http.server.websocket.H2WSProtocol`, which sees it through a
+    :class:`_WSTransport`.
+    """
+
+    __slots__ = ("held", "reading_paused", "transport", "ws")
+
+    ws: WSProtocol
+    transport: _WSTransport
+
+    def __init__(self, protocol: H2Protocol, stream_id: int) -> None:
+        super().__init__(protocol, stream_id, False)
+        #: Received bytes not acknowledged yet because the WebSocket paused reading.
+        self.held = 0
+        self.reading_paused = False
+
+    def send_response(self, status: int, headers: Headers, body: bytes, end: bool) -> None:
+        protocol = self.protocol
+        if self.closed or protocol._closing:
+            return
+        try:
+            block = protocol.response_headers(status, headers)
+        except (InvalidHeadersError, TypeError, ValueError) as exc:
+            raise RuntimeError(f"invalid WebSocket response: {exc}") from None
+        if not self._h2_call(protocol.conn.send_headers, self.id, block, end and not body):
+            return
+        if body:
+            self._write(body, end)
+        elif end:
+            self._ended()
+        protocol.want_flush()
+        self.transport.hold_if_full()
+
+    def send_body(self, data: bytes, end: bool) -> None:
+        self.send_data(data, end)
+        self.transport.hold_if_full()
+
+    def received(self, size: int) -> None:
+        """``size`` bytes went to the WebSocket: open the window unless it is not reading."""
+        if self.reading_paused:
+            self.held += size
+        else:
+            self.body_consumed(size)
+
+    def _ended(self) -> None:
+        if not self.ws.accepted:
+            super()._ended()  # a refusal: as for any response, RST_STREAM(NO_ERROR) if needed
+            return
+        # No RST_STREAM after a WebSocket: END_STREAM is its TCP FIN, and a RST its TCP reset,
+        # which a client could take for an abnormal closure (RFC 8441 5.1).
+        self._forget()
+
+
+class _WSTransport(asyncio.Transport):
+    """The asyncio transport a WebSocket on an HTTP/2 stream writes to."""
+
+    def __init__(self, stream: _WSStream) -> None:
+        super().__init__()
+        self._stream = stream
+        self._closing = False
+        self._lost = False
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        transport = self._stream.protocol.transport
+        return default if transport is None else transport.get_extra_info(name, default)
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        stream = self._stream
+        if self._closing or stream.closed:
+            return
+        stream.send_data(bytes(data), False)
+        self.hold_if_full()
+
+    def hold_if_full(self) -> None:
+        """Past the buffer limit: pause the WebSocket's writing until the stream drains."""
+        stream = self._stream
+        protocol = stream.protocol
+        if (
+            stream.waiter is None
+            and not stream.closed
+            and (stream.pending_size > protocol.buffer_limit or protocol._writing_paused)
+        ):
+            waiter = stream.waiter = protocol._loop.create_future()
+            waiter.add_done_callback(self._drained)
+            stream.ws.pause_writing()
+
+    def _drained(self, waiter: asyncio.Future[None]) -> None:
+        if self._stream.waiter is waiter:
+            self._stream.waiter = None
+        self._stream.ws.resume_writing()
+
+    def is_closing(self) -> bool:
+        return self._closing or self._stream.closed
+
+    def close(self) -> None:
+        """END_STREAM once what is queued is sent."""
+        if self._closing:
+            return
+        self._closing = True
+        stream = self._stream
+        if not stream.closed:
+            stream.send_data(b"", True)
+        stream.protocol._loop.call_soon(self.lost)
+
+    def abort(self) -> None:
+        """RST_STREAM(CANCEL) now."""
+        self._closing = True
+        self._stream._reset(ErrorCodes.CANCEL)
+        self.lost()
+
+    def can_write_eof(self) -> bool:
+        return False
+
+    def get_write_buffer_size(self) -> int:
+        return self._stream.pending_size
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        pass  # the connection's write_buffer_size applies per stream
+
+    def is_reading(self) -> bool:
+        return not self._stream.reading_paused
+
+    def pause_reading(self) -> None:
+        self._stream.reading_paused = True
+
+    def resume_reading(self) -> None:
+        stream = self._stream
+        stream.reading_paused = False
+        if stream.held:
+            held, stream.held = stream.held, 0
+            stream.body_consumed(held)
+
+    def lost(self) -> None:
+        """The stream is over for the WebSocket: its ``connection_lost``."""
+        if self._lost:
+            return
+        self._lost = True
+        self._closing = True
+        stream = self._stream
+        stream.app_done = True
+        stream.ws.connection_lost(None)
+        if stream.closed:
+            stream.protocol.retire(stream)
+
+
 class H2Protocol(asyncio.Protocol):
     """One HTTP/2 connection."""
 
@@ -567,7 +725,8 @@ class H2Protocol(asyncio.Protocol):
             SettingCodes.MAX_HEADER_LIST_SIZE: config.h2_max_header_list_size,
             SettingCodes.INITIAL_WINDOW_SIZE: STREAM_WINDOW,
             SettingCodes.MAX_FRAME_SIZE: config.h2_max_inbound_frame_size,
-            SettingCodes.ENABLE_CONNECT_PROTOCOL: 0,
+            # RFC 8441: extended CONNECT, for WebSocket over HTTP/2.
+            SettingCodes.ENABLE_CONNECT_PROTOCOL: 1,
         }
         # Advertised in the first SETTINGS frame and applied at once (not on the client's
         # ACK): until the ACK our limits are only looser than what the client was told.
@@ -657,8 +816,10 @@ class H2Protocol(asyncio.Protocol):
 
     def eof_received(self) -> bool | None:
         self._eof = True
-        for stream in self.streams.values():
-            if not stream.request_ended and not stream.app_done:
+        for stream in list(self.streams.values()):
+            if isinstance(stream, _WSStream):
+                stream.transport.abort()  # no Close frame can arrive any more
+            elif not stream.request_ended and not stream.app_done:
                 stream.cycle.feed_disconnect()
         # Keep the write side open while responses are still being produced.
         return bool(self.streams) and not self._closing
@@ -701,7 +862,53 @@ class H2Protocol(asyncio.Protocol):
             self._count_reset()
             return
         head = read_request_head(event.headers, self.config)
-        self._open_stream(stream_id, head, ended=event.stream_ended is not None)
+        ended = event.stream_ended is not None
+        if head.method == "CONNECT":
+            protocol = next((v for n, v in event.headers if n == b":protocol"), None)
+            if protocol is not None:
+                self._extended_connect(stream_id, head, protocol, ended=ended)
+                return
+        self._open_stream(stream_id, head, ended=ended)
+
+    def _extended_connect(
+        self, stream_id: int, head: RequestHead, protocol: bytes, *, ended: bool
+    ) -> None:
+        """A CONNECT with ``:protocol`` (RFC 8441): a WebSocket, or refused."""
+        if not self.conn.local_settings.enable_connect_protocol:
+            # RFC 8441 3: only allowed after SETTINGS_ENABLE_CONNECT_PROTOCOL=1.
+            with contextlib.suppress(h2.exceptions.ProtocolError):
+                self.conn.reset_stream(stream_id, ErrorCodes.PROTOCOL_ERROR)
+            return
+        if head.reject is None:
+            if protocol != b"websocket":
+                head = head._replace(reject=(501, b"Unsupported :protocol"))
+            elif ended:
+                head = head._replace(reject=(400, b"A WebSocket stream cannot be ended"))
+        if head.reject is not None:
+            self._open_stream(stream_id, head, ended=ended)
+            return
+        from .websocket import H2WSProtocol
+
+        assert self.info is not None
+        scope = http_scope(
+            self.config,
+            self.info,
+            self.state.lifespan_state,
+            method=head.method,
+            target=head.target,
+            headers=head.headers,
+            http_version="2",
+            scope_type="websocket",
+        )
+        stream = _WSStream(self, stream_id)
+        stream.transport = _WSTransport(stream)
+        stream.ws = H2WSProtocol(self.state, self.info, scope, stream)
+        self.streams[stream_id] = stream
+        self._streams_opened += 1
+        cap = self.config.max_requests_per_connection
+        if cap and self._streams_opened >= cap:
+            self._goaway(ErrorCodes.NO_ERROR)
+        stream.ws.connection_made(stream.transport)
 
     def _open_stream(self, stream_id: int, head: RequestHead, *, ended: bool) -> None:
         state = self.state
@@ -732,6 +939,10 @@ class H2Protocol(asyncio.Protocol):
             self.conn.acknowledge_received_data(padding, stream_id)
         if not size:
             return  # an empty DATA frame (END_STREAM comes as its own event)
+        if isinstance(stream, _WSStream):
+            stream.ws.data_received(data)
+            stream.received(size)
+            return
         cycle = stream.cycle
         if not cycle.feed_body(data):
             if size:
@@ -747,8 +958,8 @@ class H2Protocol(asyncio.Protocol):
     def _on_trailers(self, event: h2.events.TrailersReceived) -> None:
         """Request trailers (h2 has checked them: no pseudo-headers, END_STREAM set)."""
         stream = self.streams.get(event.stream_id)
-        if stream is None or stream.app_done:
-            return
+        if stream is None or stream.app_done or isinstance(stream, _WSStream):
+            return  # for a WebSocket, what counts is the END_STREAM they carry
         trailers: Headers = list(event.headers)
         if len(trailers) > self.config.max_header_count:
             stream._reset(ErrorCodes.PROTOCOL_ERROR)
@@ -760,13 +971,18 @@ class H2Protocol(asyncio.Protocol):
         stream = self.streams.get(stream_id)
         if stream is not None and not stream.request_ended:
             stream.request_ended = True
-            if not stream.app_done:
+            if isinstance(stream, _WSStream):
+                # The peer's FIN: end ours too (after its Close frame, we have already).
+                stream.transport.close()
+            elif not stream.app_done:
                 stream.cycle.feed_end(stream.request_trailers)
 
     def _on_reset(self, event: h2.events.StreamReset) -> None:
         stream = self.streams.get(event.stream_id)
         if stream is not None:
-            if not stream.app_done:
+            if isinstance(stream, _WSStream):
+                stream.transport.lost()
+            elif not stream.app_done:
                 stream.cycle.feed_disconnect()
             stream._forget()
         if event.remote_reset:
@@ -984,7 +1200,9 @@ class H2Protocol(asyncio.Protocol):
             stream.closed = True
             stream.pending.clear()
             stream.pending_size = 0
-            if not stream.app_done:
+            if isinstance(stream, _WSStream):
+                stream.transport.lost()
+            elif not stream.app_done:
                 stream.cycle.feed_disconnect()
             stream.wake()
 
@@ -992,6 +1210,10 @@ class H2Protocol(asyncio.Protocol):
         """GOAWAY(NO_ERROR): no new streams; close once the running ones are done."""
         if self._closing:
             return
+        for stream in list(self.streams.values()):
+            if isinstance(stream, _WSStream):
+                # Close frames (1001) ahead of the GOAWAY: some clients read nothing after it.
+                stream.ws.shutdown()
         self._goaway(ErrorCodes.NO_ERROR)
         if not self.streams:
             self._close()

@@ -1,10 +1,11 @@
-"""WebSocket over HTTP/1.1 (RFC 6455) on wsproto, served to the app as the ASGI ``websocket`` scope.
+"""WebSocket (RFC 6455) on wsproto, served to the app as the ASGI ``websocket`` scope.
 
 :class:`~rws.http.server.http11.H11Protocol` parses the upgrade request, builds the scope and
 hands the transport to :class:`WSProtocol`. wsproto owns the protocol state; this module moves
 bytes, turns wsproto events into ASGI messages and back, and adds what wsproto leaves to servers:
 the ASGI handshake (accept, close-before-accept as 403, the ``websocket.http.response`` denial
 extension), message size limits, keep-alive pings, back-pressure and shutdown.
+:class:`H2WSProtocol` is the same over an HTTP/2 stream (RFC 8441): only the handshake differs.
 
 The handshake. The request is already parsed by h11, so the server side is driven with
 wsproto's :meth:`~wsproto.WSConnection.initiate_upgrade_connection`, the entry point wsproto
@@ -46,17 +47,18 @@ received messages wait for the app in a queue bounded by ``read_buffer_size`` by
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
 import os
 import time
 from collections import deque
 from http import HTTPStatus
-from typing import Any
+from typing import Any, Protocol
 
 import h11
 from wsproto import ConnectionType, WSConnection
-from wsproto.connection import ConnectionState
+from wsproto.connection import Connection, ConnectionState
 from wsproto.events import (
     AcceptConnection,
     BytesMessage,
@@ -69,6 +71,7 @@ from wsproto.events import (
     TextMessage,
 )
 from wsproto.extensions import Extension
+from wsproto.handshake import server_extensions_handshake
 from wsproto.utilities import LocalProtocolError, ProtocolError, RemoteProtocolError
 
 from .access import log_request
@@ -78,7 +81,14 @@ from .http11 import error_response
 from .state import ServerState, date_header
 from .ws_deflate import BoundedDeflate
 
-__all__ = ["CLOSE_TIMEOUT", "MAX_QUEUED_MESSAGES", "ClientDisconnected", "WSProtocol"]
+__all__ = [
+    "CLOSE_TIMEOUT",
+    "MAX_QUEUED_MESSAGES",
+    "ClientDisconnected",
+    "H2Channel",
+    "H2WSProtocol",
+    "WSProtocol",
+]
 
 logger = logging.getLogger("rws.http.error")
 
@@ -127,16 +137,21 @@ class WSProtocol(asyncio.Protocol):
         self,
         state: ServerState,
         info: ConnectionInfo,
-        request: h11.Request,
+        request: h11.Request | None,
         scope: dict[str, Any],
         trailing: bytes,
     ) -> None:
         self.state = state
         self.config = state.config
         self.info = info
+        #: The HTTP/1.1 upgrade request (None for a subclass with a handshake of its own).
         self.request = request
         self.scope = scope
-        self.conn = WSConnection(ConnectionType.SERVER)
+        self._upgrade = WSConnection(ConnectionType.SERVER)
+        #: The frame layer: wsproto's handshake object for HTTP/1.1, its post-handshake
+        #: ``Connection`` where another protocol carried the handshake.
+        self.conn: WSConnection | Connection = self._upgrade
+        self._did_accept = False
         self.transport: asyncio.Transport | None = None
         self._loop = asyncio.get_running_loop()
         self._phase = _Phase.HANDSHAKE
@@ -251,10 +266,11 @@ class WSProtocol(asyncio.Protocol):
     def _check_handshake(self) -> tuple[int, str, Headers] | None:
         """``(status, detail, headers)`` for a request that is no valid opening handshake."""
         request = self.request
+        assert request is not None
         problem: tuple[int, str, Headers] | None = None
         try:
             # wsproto re-serialises the request as an HTTP/1.1 GET: check those below.
-            self.conn.initiate_upgrade_connection(list(request.headers), request.target)
+            self._upgrade.initiate_upgrade_connection(list(request.headers), request.target)
         except RemoteProtocolError as exc:
             hint = exc.event_hint
             if isinstance(hint, RejectConnection):  # 400, or 426 naming version 13
@@ -268,7 +284,7 @@ class WSProtocol(asyncio.Protocol):
             # Headers wsproto cannot decode (non-ASCII tokens, a Host that is bad IDNA).
             problem = 400, "invalid WebSocket handshake headers", []
         self._can_respond = True
-        for _ in self.conn.events():
+        for _ in self._upgrade.events():
             pass  # the Request event: the scope already holds what it says
         # RFC 6455 4.1: a GET, HTTP/1.1 or later, and no body.
         if request.http_version != b"1.1":
@@ -293,7 +309,7 @@ class WSProtocol(asyncio.Protocol):
         if b"connection" not in provided:
             headers = [*headers, (b"connection", b"close")]
         event = RejectConnection(status_code=status, headers=extra + headers, has_body=True)
-        return _with_reason(self.conn.send(event), status)
+        return _with_reason(self._upgrade.send(event), status)
 
     def _http_error(self, status: int, detail: str, headers: Headers | None = None) -> None:
         """Answer the handshake with a complete server-generated response, then close."""
@@ -309,7 +325,7 @@ class WSProtocol(asyncio.Protocol):
             ]
             try:
                 data = self._response_head(status, head)
-                data += self.conn.send(RejectData(data=body, body_finished=True))
+                data += self._upgrade.send(RejectData(data=body, body_finished=True))
             except (ProtocolError, h11.ProtocolError):
                 data = None
         if data is None:
@@ -406,7 +422,7 @@ class WSProtocol(asyncio.Protocol):
 
     def _accept(self, message: Message) -> None:
         if self._phase is not _Phase.HANDSHAKE:
-            if self._phase is _Phase.CLOSED and self._response is None and not self._accepted:
+            if self._phase is _Phase.CLOSED and self._response is None and not self._did_accept:
                 raise ClientDisconnected("the client closed the connection")
             raise RuntimeError("websocket.accept after the handshake was answered")
         subprotocol = message.get("subprotocol")
@@ -416,29 +432,38 @@ class WSProtocol(asyncio.Protocol):
         provided = {name.lower() for name, _ in headers}
         if b"sec-websocket-protocol" in provided:
             raise RuntimeError("websocket.accept: give the subprotocol in 'subprotocol'")
-        headers = self._default_headers(provided) + headers
         extensions: list[Extension] = []
         if self.config.ws_per_message_deflate:
             extensions.append(BoundedDeflate(self.config.ws_max_message_size))
+        self._log_status = self._send_accept(subprotocol, extensions, headers)
+        self._did_accept = True
+        self._phase = _Phase.OPEN
+        logger.debug("WebSocket %s accepted from %s", self._path(), self._peer())
+        self._schedule_ping()
+        self._process()
+        self._update_reading()
+
+    @property
+    def accepted(self) -> bool:
+        """Whether the app accepted the WebSocket (it may be closed since)."""
+        return self._did_accept
+
+    def _send_accept(
+        self, subprotocol: str | None, extensions: list[Extension], headers: Headers
+    ) -> int:
+        """Answer the handshake with acceptance; the status written (for the access log)."""
+        provided = {name.lower() for name, _ in headers}
+        headers = self._default_headers(provided) + headers
         try:
-            data = self.conn.send(
+            data = self._upgrade.send(
                 AcceptConnection(
                     subprotocol=subprotocol, extensions=extensions, extra_headers=headers
                 )
             )
         except (ProtocolError, h11.ProtocolError) as exc:
             raise RuntimeError(f"invalid websocket.accept: {exc}") from None
-        self._phase = _Phase.OPEN
-        self._log_status = 101
-        logger.debug("WebSocket %s accepted from %s", self._path(), self._peer())
         self._write(data)
-        self._schedule_ping()
-        self._process()
-        self._update_reading()
-
-    @property
-    def _accepted(self) -> bool:
-        return self.conn.connection is not None
+        return 101
 
     async def _send_message(self, message: Message) -> None:
         if self._phase is not _Phase.OPEN:
@@ -485,7 +510,7 @@ class WSProtocol(asyncio.Protocol):
 
     def _deny_start(self, message: Message) -> None:
         if self._phase is not _Phase.HANDSHAKE:
-            if self._phase is _Phase.CLOSED and self._response is None and not self._accepted:
+            if self._phase is _Phase.CLOSED and self._response is None and not self._did_accept:
                 raise ClientDisconnected("the client closed the connection")
             raise RuntimeError("websocket.http.response.start after the handshake was answered")
         status = message["status"]
@@ -504,6 +529,17 @@ class WSProtocol(asyncio.Protocol):
         body = message.get("body", b"")
         body = body if type(body) is bytes else bytes(body)
         more = bool(message.get("more_body", False))
+        self._send_denial(body, more)
+        self._log_bytes += len(body)
+        if not more:
+            logger.debug("WebSocket %s denied with %d", self._path(), self._response[0])
+            self._end_http()
+        elif not self._writable.is_set():
+            await self._writable.wait()
+
+    def _send_denial(self, body: bytes, more: bool) -> None:
+        """Write the denial response's head (first time) and this piece of its body."""
+        assert self._response is not None
         try:
             if not self._response_started:
                 status, headers = self._response
@@ -513,16 +549,10 @@ class WSProtocol(asyncio.Protocol):
                 head = self._response_head(status, headers)
                 self._response_started = True
                 self._write(head)
-            data = self.conn.send(RejectData(data=body, body_finished=not more))
+            data = self._upgrade.send(RejectData(data=body, body_finished=not more))
         except (ProtocolError, h11.ProtocolError) as exc:
             raise RuntimeError(f"invalid denial response: {exc}") from None
-        self._log_bytes += len(body)
         self._write(data)
-        if not more:
-            logger.debug("WebSocket %s denied with %d", self._path(), self._response[0])
-            self._end_http()
-        elif not self._writable.is_set():
-            await self._writable.wait()
 
     # -- frames from the peer ----------------------------------------------------------------
 
@@ -783,3 +813,94 @@ class WSProtocol(asyncio.Protocol):
     def _peer(self) -> str:
         client = self.info.client
         return f"{client[0]}:{client[1]}" if client else "unix socket"
+
+
+class H2Channel(Protocol):
+    """What an HTTP/2 stream offers the WebSocket it carries (RFC 8441)."""
+
+    def send_response(self, status: int, headers: Headers, body: bytes, end: bool) -> None:
+        """Send the response HEADERS (``:status`` and server defaults added), then ``body``."""
+
+    def send_body(self, data: bytes, end: bool) -> None:
+        """Send more of the response (DATA), flow-controlled."""
+
+
+class H2WSProtocol(WSProtocol):
+    """A WebSocket over one HTTP/2 stream opened by an extended CONNECT (RFC 8441).
+
+    The ASGI side, the frames, limits, keep-alive, back-pressure and closing are
+    :class:`WSProtocol`'s; only the handshake differs. There is no key and no 101: accepting
+    is ``:status 200`` (with ``sec-websocket-protocol`` and ``sec-websocket-extensions``),
+    after which the stream's DATA carries the frames, parsed and written by wsproto's
+    post-handshake :class:`~wsproto.connection.Connection`. Refusals and the denial response
+    extension are ordinary HTTP/2 responses on the stream. The transport handed to
+    :meth:`connection_made` is the stream: closing it ends the stream (END_STREAM), aborting
+    it resets the stream, and pausing its reading withholds WINDOW_UPDATEs.
+    """
+
+    def __init__(
+        self, state: ServerState, info: ConnectionInfo, scope: dict[str, Any], channel: H2Channel
+    ) -> None:
+        super().__init__(state, info, None, scope, b"")
+        self.channel = channel
+
+    def _check_handshake(self) -> tuple[int, str, Headers] | None:
+        versions = [v for n, v in self.scope["headers"] if n == b"sec-websocket-version"]
+        if versions != [b"13"]:
+            return (
+                400,
+                "a WebSocket handshake needs sec-websocket-version 13",
+                [(b"sec-websocket-version", b"13")],
+            )
+        return None
+
+    def _http_error(self, status: int, detail: str, headers: Headers | None = None) -> None:
+        body = detail.encode("ascii", "replace") + b"\n" if detail else b""
+        self._log_status = status
+        self._log_bytes = len(body)
+        head = [
+            (b"content-type", b"text/plain; charset=utf-8"),
+            (b"content-length", b"%d" % len(body)),
+            *(headers or []),
+        ]
+        with contextlib.suppress(RuntimeError):
+            self.channel.send_response(status, head, body, True)
+        self._end_http()
+
+    def _send_accept(
+        self, subprotocol: str | None, extensions: list[Extension], headers: Headers
+    ) -> int:
+        response: Headers = []
+        if subprotocol is not None:
+            if subprotocol not in self.scope["subprotocols"]:
+                raise RuntimeError(
+                    f"invalid websocket.accept: unexpected subprotocol {subprotocol}"
+                )
+            try:
+                response.append((b"sec-websocket-protocol", subprotocol.encode("ascii")))
+            except UnicodeError:
+                raise RuntimeError(
+                    f"invalid websocket.accept subprotocol {subprotocol!r}"
+                ) from None
+        if extensions:
+            offers = [
+                offer
+                for name, value in self.scope["headers"]
+                if name == b"sec-websocket-extensions"
+                for offer in value.decode("latin-1").split(",")
+            ]
+            accepted = server_extensions_handshake(offers, extensions)
+            if accepted:
+                response.append((b"sec-websocket-extensions", accepted))
+        self.channel.send_response(200, response + headers, b"", False)
+        self.conn = Connection(ConnectionType.SERVER, extensions)
+        return 200
+
+    def _send_denial(self, body: bytes, more: bool) -> None:
+        assert self._response is not None
+        if self._response_started:
+            self.channel.send_body(body, not more)
+            return
+        status, headers = self._response
+        self.channel.send_response(status, headers, body, not more)
+        self._response_started = True
