@@ -539,8 +539,6 @@ def test_config_quic_settings(certificates: Any) -> None:
         Config(quic_max_idle_timeout=0)
     with pytest.raises(ConfigError, match="quic_max_connections must be > 0"):
         Config(quic_max_connections=0)
-    with pytest.raises(ConfigError, match="workers > 1"):
-        Config(quic_bind=("127.0.0.1:4433",), certfile=server_pem, workers=2)
     with pytest.raises(ConfigError, match="did you mean 'quic_bind'"):
         Config.from_mapping({"quic_bnd": ["127.0.0.1:4433"]})
     config = Config.from_env(
@@ -559,6 +557,56 @@ def test_config_quic_settings(certificates: Any) -> None:
         ["serve", "main:app", "--quic-bind", "127.0.0.1:4433", "--certfile", server_pem]
     )
     assert _settings(args).quic_bind == ("127.0.0.1:4433",)
+
+
+def test_config_quic_with_workers(certificates: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rws.http.server import config as config_module
+
+    server_pem, _, _ = certificates
+    monkeypatch.setattr(config_module, "reuse_port_balances", lambda: True)
+    config = Config(quic_bind=("127.0.0.1:4433",), certfile=server_pem, workers=2)
+    assert config.workers == 2
+    # Where SO_REUSEPORT does not spread datagrams (macOS, BSD, Windows), it is refused.
+    monkeypatch.setattr(config_module, "reuse_port_balances", lambda: False)
+    with pytest.raises(ConfigError, match="quic_bind with workers > 1 needs SO_REUSEPORT") as error:
+        Config(quic_bind=("127.0.0.1:4433",), certfile=server_pem, workers=2)
+    assert "use one worker" in str(error.value)
+    assert Config(quic_bind=("127.0.0.1:4433",), certfile=server_pem).workers == 1
+    # A worker's pre-opened UDP sockets: one per quic_bind address.
+    with pytest.raises(ValueError, match=r"quic_sockets has 0 socket\(s\) for 1 quic_bind"):
+        Server(echo, Config(quic_bind=("127.0.0.1:4433",), certfile=server_pem), quic_sockets=[])
+
+
+def test_quic_sockets_for_workers_share_one_port() -> None:
+    import socket
+
+    from rws.http.server.config import reuse_port_balances
+    from rws.http.server.listeners import open_quic_sockets
+
+    if not reuse_port_balances():
+        pytest.skip("SO_REUSEPORT does not balance UDP here (Linux only)")
+    slots = open_quic_sockets(["127.0.0.1:0", "127.0.0.1:0"], 3)
+    try:
+        assert len(slots) == 3
+        assert all(len(slot) == 2 for slot in slots)
+        for column in range(2):
+            group = [slot[column] for slot in slots]
+            assert len({sock.getsockname()[1] for sock in group}) == 1
+            assert len({sock.fileno() for sock in group}) == 3
+            assert all(sock.type == socket.SOCK_DGRAM for sock in group)
+            assert all(sock.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT) for sock in group)
+        # Two addresses are two groups: port 0 picked a port for each.
+        assert slots[0][0].getsockname()[1] != slots[0][1].getsockname()[1]
+        # A port another socket holds without SO_REUSEPORT: the error names the address.
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+            taken.bind(("127.0.0.1", 0))
+            port = taken.getsockname()[1]
+            with pytest.raises(OSError, match=rf"cannot listen on 127\.0\.0\.1:{port} \(UDP"):
+                open_quic_sockets([f"127.0.0.1:{port}"], 2)
+    finally:
+        for slot in slots:
+            for sock in slot:
+                sock.close()
 
 
 async def test_missing_aioquic_is_a_clear_startup_error(

@@ -21,7 +21,7 @@ from typing import Any
 
 from .app_loader import AppLoadError, load_app
 from .config import Config, ConfigError, load_env, load_toml
-from .listeners import open_listener, parse_bind
+from .listeners import open_listener, open_quic_sockets, parse_bind
 
 logger = logging.getLogger("rws.http.error")
 
@@ -125,7 +125,7 @@ def run_worker(sockets: list[Any], options: dict[str, Any]) -> None:
         sys.exit(3)
     from .server import serve
 
-    asyncio.run(serve(app, config, sockets=sockets))
+    asyncio.run(serve(app, config, sockets=sockets, quic_sockets=options.get("quic_sockets")))
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -163,8 +163,18 @@ def _serve(args: argparse.Namespace) -> int:
     if config.workers > 1:
         from .supervisor import Supervisor
 
+        # HTTP/3: one SO_REUSEPORT UDP socket per worker and address, opened here so that
+        # port 0 is one port for all and a restarted worker gets its slot's socket back.
+        quic_sockets = None
+        if config.quic_bind:
+            quic_sockets = open_quic_sockets(config.quic_bind, config.workers)
         return Supervisor(
-            run_worker, sockets, options, config.workers, stop_timeout=config.graceful_timeout + 5
+            run_worker,
+            sockets,
+            options,
+            config.workers,
+            stop_timeout=config.graceful_timeout + 5,
+            quic_sockets=quic_sockets,
         ).run()
     run_worker(sockets, options)
     return 0

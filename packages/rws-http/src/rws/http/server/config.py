@@ -14,6 +14,8 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
+import socket
+import sys
 import tomllib
 import types
 import typing
@@ -115,11 +117,13 @@ class Config:
 
     # HTTP/3 (QUIC; needs the ``rws-http[h3]`` extra and certfile)
     #: UDP ``HOST:PORT`` addresses to serve HTTP/3 on (empty: HTTP/3 off). TCP responses then
-    #: advertise it with ``Alt-Svc``.
+    #: advertise it with ``Alt-Svc``. With ``workers`` > 1 each worker reads its own
+    #: ``SO_REUSEPORT`` socket of each address (Linux only; see ``listeners.open_quic_sockets``).
     quic_bind: tuple[str, ...] = ()
     #: Seconds a QUIC connection may stay silent before it is closed.
     quic_max_idle_timeout: float = 30.0
-    #: Open QUIC connections per ``quic_bind`` address; more are refused (CONNECTION_REFUSED).
+    #: Open QUIC connections per ``quic_bind`` address and worker; more are refused
+    #: (CONNECTION_REFUSED).
     quic_max_connections: int = 4096
 
     # WebSocket
@@ -344,11 +348,25 @@ def _validate(config: Config) -> None:
         raise ConfigError("root_path must start with '/' and not end with one, e.g. '/api'")
 
 
+def reuse_port_balances() -> bool:
+    """Whether UDP sockets bound to one address with ``SO_REUSEPORT`` share its datagrams.
+
+    Linux (3.9+) hashes each datagram's source and destination addresses to one socket of the
+    group, which is what lets several workers serve HTTP/3 on one port. BSDs and macOS accept
+    the option but hand unicast datagrams to one socket only; Windows has no such option.
+    """
+    return sys.platform.startswith("linux") and hasattr(socket, "SO_REUSEPORT")
+
+
 def _validate_quic(config: Config) -> None:
     if config.certfile is None:
         raise ConfigError("quic_bind needs certfile (and keyfile): HTTP/3 is always TLS")
-    if config.workers > 1:
-        raise ConfigError("quic_bind with workers > 1 is not supported yet: use one worker")
+    if config.workers > 1 and not reuse_port_balances():
+        raise ConfigError(
+            f"quic_bind with workers > 1 needs SO_REUSEPORT load balancing of UDP sockets, "
+            f"which this system ({sys.platform}) does not offer (Linux does): use one worker, "
+            "or one rws-http process per quic_bind port"
+        )
     for value in config.quic_bind:
         _, sep, port = value.rpartition(":")
         if (

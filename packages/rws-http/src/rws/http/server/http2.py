@@ -44,10 +44,11 @@ Limits and defences (the numbers are :class:`~rws.http.server.config.Config` set
 
 WebSocket (RFC 8441): SETTINGS_ENABLE_CONNECT_PROTOCOL is 1, and a CONNECT with ``:protocol
 websocket`` opens a :class:`_WSStream` served by
-:class:`~rws.http.server.websocket.H2WSProtocol`, the HTTP/1.1 WebSocket code with an HTTP/2
-handshake, over a :class:`_WSTransport` (write: DATA, close: END_STREAM, abort: RST_STREAM,
-pause reading: withhold WINDOW_UPDATE). h2 accepts ``:protocol`` whatever our setting says, so
-the setting is checked here; any other ``:protocol`` is answered 501.
+:class:`~rws.http.server.websocket.ConnectWSProtocol` (shared with HTTP/3), the HTTP/1.1
+WebSocket code with an extended-CONNECT handshake, over a
+:class:`~rws.http.server.ws_stream.StreamTransport` (write: DATA, close: END_STREAM, abort:
+RST_STREAM, pause reading: withhold WINDOW_UPDATE). h2 accepts ``:protocol`` whatever our
+setting says, so the setting is checked here; any other ``:protocol`` is answered 501.
 
 Not supported: server push and
 ``Expect: 100-continue`` (the body is simply read; HTTP/2 clients rarely wait for a 100).
@@ -89,6 +90,7 @@ from .streams import (
     response_block,
     start_app,
 )
+from .ws_stream import StreamTransport
 
 if TYPE_CHECKING:
     from .websocket import WSProtocol
@@ -493,15 +495,15 @@ class _Stream:
 class _WSStream(_Stream):
     """A stream opened by an extended CONNECT (RFC 8441) that carries a WebSocket.
 
-    The :class:`~rws.http.server.websocket.H2Channel` of its
-    :class:`~rws.http.server.websocket.H2WSProtocol`, which sees it through a
-    :class:`_WSTransport`.
+    The :class:`~rws.http.server.websocket.ConnectChannel` of its
+    :class:`~rws.http.server.websocket.ConnectWSProtocol`, which sees it through a
+    :class:`~rws.http.server.ws_stream.StreamTransport`.
     """
 
     __slots__ = ("held", "reading_paused", "transport", "ws")
 
     ws: WSProtocol
-    transport: _WSTransport
+    transport: StreamTransport
 
     def __init__(self, protocol: H2Protocol, stream_id: int) -> None:
         super().__init__(protocol, stream_id, False)
@@ -537,6 +539,34 @@ class _WSStream(_Stream):
         else:
             self.body_consumed(size)
 
+    # -- WSStream, for the StreamTransport --------------------------------------------------
+
+    def peer_transport(self) -> asyncio.BaseTransport | None:
+        return self.protocol.transport
+
+    def write_backlog(self) -> int:
+        protocol = self.protocol
+        if self.pending_size > protocol.buffer_limit or protocol._writing_paused:
+            return self.pending_size or 1
+        return 0
+
+    def drain_waiter(self) -> asyncio.Future[None]:
+        return self.protocol._loop.create_future()
+
+    def drain_done(self, waiter: asyncio.Future[None]) -> None:
+        pass  # the protocol wakes streams by their waiter; nothing else tracks it
+
+    def cancel(self) -> None:
+        self._reset(ErrorCodes.CANCEL)
+
+    def release_held(self) -> None:
+        if self.held:
+            held, self.held = self.held, 0
+            self.body_consumed(held)
+
+    def retire(self) -> None:
+        self.protocol.retire(self)
+
     def _ended(self) -> None:
         if not self.ws.accepted:
             super()._ended()  # a refusal: as for any response, RST_STREAM(NO_ERROR) if needed
@@ -544,98 +574,6 @@ class _WSStream(_Stream):
         # No RST_STREAM after a WebSocket: END_STREAM is its TCP FIN, and a RST its TCP reset,
         # which a client could take for an abnormal closure (RFC 8441 5.1).
         self._forget()
-
-
-class _WSTransport(asyncio.Transport):
-    """The asyncio transport a WebSocket on an HTTP/2 stream writes to."""
-
-    def __init__(self, stream: _WSStream) -> None:
-        super().__init__()
-        self._stream = stream
-        self._closing = False
-        self._lost = False
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        transport = self._stream.protocol.transport
-        return default if transport is None else transport.get_extra_info(name, default)
-
-    def write(self, data: bytes | bytearray | memoryview) -> None:
-        stream = self._stream
-        if self._closing or stream.closed:
-            return
-        stream.send_data(bytes(data), False)
-        self.hold_if_full()
-
-    def hold_if_full(self) -> None:
-        """Past the buffer limit: pause the WebSocket's writing until the stream drains."""
-        stream = self._stream
-        protocol = stream.protocol
-        if (
-            stream.waiter is None
-            and not stream.closed
-            and (stream.pending_size > protocol.buffer_limit or protocol._writing_paused)
-        ):
-            waiter = stream.waiter = protocol._loop.create_future()
-            waiter.add_done_callback(self._drained)
-            stream.ws.pause_writing()
-
-    def _drained(self, waiter: asyncio.Future[None]) -> None:
-        if self._stream.waiter is waiter:
-            self._stream.waiter = None
-        self._stream.ws.resume_writing()
-
-    def is_closing(self) -> bool:
-        return self._closing or self._stream.closed
-
-    def close(self) -> None:
-        """END_STREAM once what is queued is sent."""
-        if self._closing:
-            return
-        self._closing = True
-        stream = self._stream
-        if not stream.closed:
-            stream.send_data(b"", True)
-        stream.protocol._loop.call_soon(self.lost)
-
-    def abort(self) -> None:
-        """RST_STREAM(CANCEL) now."""
-        self._closing = True
-        self._stream._reset(ErrorCodes.CANCEL)
-        self.lost()
-
-    def can_write_eof(self) -> bool:
-        return False
-
-    def get_write_buffer_size(self) -> int:
-        return self._stream.pending_size
-
-    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
-        pass  # the connection's write_buffer_size applies per stream
-
-    def is_reading(self) -> bool:
-        return not self._stream.reading_paused
-
-    def pause_reading(self) -> None:
-        self._stream.reading_paused = True
-
-    def resume_reading(self) -> None:
-        stream = self._stream
-        stream.reading_paused = False
-        if stream.held:
-            held, stream.held = stream.held, 0
-            stream.body_consumed(held)
-
-    def lost(self) -> None:
-        """The stream is over for the WebSocket: its ``connection_lost``."""
-        if self._lost:
-            return
-        self._lost = True
-        self._closing = True
-        stream = self._stream
-        stream.app_done = True
-        stream.ws.connection_lost(None)
-        if stream.closed:
-            stream.protocol.retire(stream)
 
 
 class H2Protocol(asyncio.Protocol):
@@ -887,7 +825,7 @@ class H2Protocol(asyncio.Protocol):
         if head.reject is not None:
             self._open_stream(stream_id, head, ended=ended)
             return
-        from .websocket import H2WSProtocol
+        from .websocket import ConnectWSProtocol
 
         assert self.info is not None
         scope = http_scope(
@@ -901,8 +839,8 @@ class H2Protocol(asyncio.Protocol):
             scope_type="websocket",
         )
         stream = _WSStream(self, stream_id)
-        stream.transport = _WSTransport(stream)
-        stream.ws = H2WSProtocol(self.state, self.info, scope, stream)
+        stream.transport = StreamTransport(stream)
+        stream.ws = ConnectWSProtocol(self.state, self.info, scope, stream)
         self.streams[stream_id] = stream
         self._streams_opened += 1
         cap = self.config.max_requests_per_connection

@@ -38,8 +38,18 @@ drop what aioquic has not sent yet; :meth:`QuicEndpoint.wait_flushed` bounds tha
 ``graceful_timeout``). :meth:`H3Protocol.abort` closes at once; running apps see
 ``http.disconnect``.
 
-Not supported: server push, extended CONNECT (WebSocket/WebTransport over HTTP/3),
-``Expect: 100-continue`` and connection migration checks beyond aioquic's own.
+WebSocket (RFC 9220): aioquic's SETTINGS carry SETTINGS_ENABLE_CONNECT_PROTOCOL=1, and a
+CONNECT with ``:protocol websocket`` opens a :class:`_WSStream` served by
+:class:`~rws.http.server.websocket.ConnectWSProtocol`, the code WebSocket over HTTP/2 uses, over
+a :class:`~rws.http.server.ws_stream.StreamTransport` (write: DATA, close: FIN, abort: reset
+with H3_REQUEST_CANCELLED;
+``send()`` waits as a response body's does). Any other ``:protocol`` is answered 501. As for
+request bodies, aioquic cannot hold flow-control credit back from a client that sends faster
+than the app reads: past :data:`MAX_UNREAD` bytes received while the WebSocket is not reading,
+its stream is reset (the app sees code 1006).
+
+Not supported: server push, WebTransport, ``Expect: 100-continue`` and connection migration
+checks beyond aioquic's own.
 """
 
 from __future__ import annotations
@@ -47,9 +57,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import socket
 import weakref
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 try:  # the [h3] extra; server.py turns its absence into a ConfigError naming the extra
     from aioquic.asyncio.protocol import QuicConnectionProtocol
@@ -73,11 +84,22 @@ except ModuleNotFoundError as exc:
 
 from .access import log_exchange
 from .config import Config
-from .connection import ConnectionInfo
+from .connection import ConnectionInfo, http_scope
 from .cycle import Headers, HTTPCycle
 from .http2 import InvalidHeadersError, _header_fields
 from .state import ServerState
-from .streams import STATUS_BYTES, open_exchange, read_request_head, response_block, start_app
+from .streams import (
+    STATUS_BYTES,
+    RequestHead,
+    open_exchange,
+    read_request_head,
+    response_block,
+    start_app,
+)
+from .ws_stream import StreamTransport
+
+if TYPE_CHECKING:
+    from .websocket import ConnectWSProtocol
 
 logger = logging.getLogger("rws.http.error")
 
@@ -162,9 +184,19 @@ class QuicEndpoint:
 
     @classmethod
     async def open(
-        cls, state: ServerState, host: str, port: int, configuration: QuicConfiguration
+        cls,
+        state: ServerState,
+        host: str,
+        port: int,
+        configuration: QuicConfiguration,
+        *,
+        sock: socket.socket | None = None,
     ) -> QuicEndpoint:
-        """Bind ``host:port`` (UDP; port 0 picks one, see :attr:`port`) and serve HTTP/3."""
+        """Bind ``host:port`` (UDP; port 0 picks one, see :attr:`port`) and serve HTTP/3.
+
+        ``sock``: a UDP socket already bound to that address, served instead of binding one
+        (a worker's socket of a ``SO_REUSEPORT`` group, see ``listeners.open_quic_sockets``).
+        """
         loop = asyncio.get_running_loop()
         endpoint: QuicEndpoint | None = None
 
@@ -178,10 +210,15 @@ class QuicEndpoint:
                 protocols.add(protocol)
             return protocol
 
-        transport, server = await loop.create_datagram_endpoint(
-            lambda: QuicServer(configuration=configuration, create_protocol=create_protocol),
-            local_addr=(host, port),
-        )
+        def create_server() -> QuicServer:
+            return QuicServer(configuration=configuration, create_protocol=create_protocol)
+
+        if sock is not None:
+            transport, server = await loop.create_datagram_endpoint(create_server, sock=sock)
+        else:
+            transport, server = await loop.create_datagram_endpoint(
+                create_server, local_addr=(host, port)
+            )
         endpoint = cls(transport, server)
         return endpoint
 
@@ -377,6 +414,92 @@ class _Stream:
             waiter.set_result(None)
 
 
+class _WSStream(_Stream):
+    """A stream opened by an extended CONNECT (RFC 9220) that carries a WebSocket.
+
+    The :class:`~rws.http.server.websocket.ConnectChannel` of its
+    :class:`~rws.http.server.websocket.ConnectWSProtocol`, which sees it through a
+    :class:`~rws.http.server.ws_stream.StreamTransport`.
+    """
+
+    __slots__ = ("held", "reading_paused", "transport", "ws")
+
+    ws: ConnectWSProtocol
+    transport: StreamTransport
+
+    def __init__(self, protocol: H3Protocol, stream_id: int) -> None:
+        super().__init__(protocol, stream_id, False)
+        #: Bytes received while the WebSocket is not reading (aioquic cannot hold them back).
+        self.held = 0
+        self.reading_paused = False
+
+    def send_response(self, status: int, headers: Headers, body: bytes, end: bool) -> None:
+        protocol = self.protocol
+        if self.closed or protocol.closing:
+            return
+        try:
+            block = protocol.response_headers(status, headers)
+        except (InvalidHeadersError, TypeError, ValueError) as exc:
+            raise RuntimeError(f"invalid WebSocket response: {exc}") from None
+
+        def send(h3: H3Connection) -> None:
+            h3.send_headers(self.id, block, end and not body)
+            if body:
+                h3.send_data(self.id, body, end)
+
+        if self._h3(send) and end:
+            self._ended()
+        self.transport.hold_if_full()
+
+    def send_body(self, data: bytes, end: bool) -> None:
+        self.send_data(data, end)
+        self.transport.hold_if_full()
+
+    def received(self, size: int) -> bool:
+        """Count ``size`` bytes for the WebSocket; False when too much waits unread."""
+        if not self.reading_paused:
+            return True
+        self.held += size
+        return self.held <= MAX_UNREAD
+
+    # -- WSStream, for the StreamTransport --------------------------------------------------
+
+    def peer_transport(self) -> asyncio.BaseTransport | None:
+        return self.protocol._transport
+
+    def write_backlog(self) -> int:
+        """Unsent bytes past ``write_buffer_size`` (0 below it: those go out by themselves)."""
+        protocol = self.protocol
+        if self.closed or protocol.closing:
+            return 0
+        unsent = _unsent(protocol._quic, self.id)
+        return unsent if unsent > protocol.buffer_limit else 0
+
+    def drain_waiter(self) -> asyncio.Future[None]:
+        protocol = self.protocol
+        protocol.waiting[self.id] = self
+        return protocol._loop.create_future()
+
+    def drain_done(self, waiter: asyncio.Future[None]) -> None:
+        self.protocol.waiting.pop(self.id, None)
+
+    def cancel(self) -> None:
+        self._reset(ErrorCode.H3_REQUEST_CANCELLED)
+
+    def release_held(self) -> None:
+        self.held = 0  # aioquic granted the credit already; only the unread count resets
+
+    def retire(self) -> None:
+        self.protocol.retire(self)
+
+    def _ended(self) -> None:
+        if not self.ws.accepted:
+            super()._ended()  # a refusal: as for any response, STOP_SENDING if needed
+            return
+        # The FIN after a WebSocket is its TCP FIN: the client ends its side in turn.
+        self._forget()
+
+
 class H3Protocol(QuicConnectionProtocol):
     """One QUIC connection carrying HTTP/3."""
 
@@ -482,7 +605,9 @@ class H3Protocol(QuicConnectionProtocol):
             stop = isinstance(event, StopSendingReceived)
             if stream is not None and (stop or not stream.request_ended):
                 # The client cancelled the request (or will not read the response).
-                if not stream.app_done:
+                if isinstance(stream, _WSStream):
+                    stream.transport.lost()  # no Close frame can come (or be read) any more
+                elif not stream.app_done:
                     stream.cycle.feed_disconnect()
                 if stop:
                     stream._forget()
@@ -517,10 +642,19 @@ class H3Protocol(QuicConnectionProtocol):
             # Opened after our GOAWAY: not processed, the client may retry elsewhere.
             self._refuse(stream_id)
             return
-        state = self.state
-        assert self.info is not None
         head = read_request_head(event.headers, self.config, count_bytes=True)
         ended = event.stream_ended
+        if head.method == "CONNECT":
+            pseudo = {name: value for name, value in event.headers if name[:1] == b":"}
+            protocol = pseudo.get(b":protocol")
+            if protocol is not None:
+                self._extended_connect(stream_id, head, pseudo, ended=ended)
+                return
+        self._open_stream(stream_id, head, ended=ended)
+
+    def _open_stream(self, stream_id: int, head: RequestHead, *, ended: bool) -> None:
+        state = self.state
+        assert self.info is not None
         stream = _Stream(self, stream_id, ended)
         cycle = open_exchange(state, self.info, stream, head, http_version="3", ended=ended)
         stream.cycle = cycle
@@ -530,8 +664,69 @@ class H3Protocol(QuicConnectionProtocol):
             return
         start_app(state, cycle, self._loop)
 
+    def _extended_connect(
+        self, stream_id: int, head: RequestHead, pseudo: dict[bytes, bytes], *, ended: bool
+    ) -> None:
+        """A CONNECT with ``:protocol`` (RFC 9220): a WebSocket, or refused.
+
+        aioquic's SETTINGS always carry SETTINGS_ENABLE_CONNECT_PROTOCOL=1, and it accepts
+        ``:protocol`` in any request; what RFC 8441 4 asks of the request is checked here.
+        """
+        if head.reject is None:
+            if pseudo[b":protocol"] != b"websocket":
+                head = head._replace(reject=(501, b"Unsupported :protocol"))
+            elif not pseudo.get(b":scheme") or not pseudo.get(b":path"):
+                head = head._replace(reject=(400, b"Extended CONNECT needs :scheme and :path"))
+            elif ended:
+                head = head._replace(reject=(400, b"A WebSocket stream cannot be ended"))
+        if head.reject is not None:
+            self._open_stream(stream_id, head, ended=ended)
+            return
+        from .websocket import ConnectWSProtocol
+
+        assert self.info is not None
+        scope = http_scope(
+            self.config,
+            self.info,
+            self.state.lifespan_state,
+            method=head.method,
+            target=head.target,
+            headers=head.headers,
+            http_version="3",
+            scope_type="websocket",
+        )
+        stream = _WSStream(self, stream_id)
+        stream.transport = StreamTransport(stream)
+        stream.ws = ConnectWSProtocol(self.state, self.info, scope, stream)
+        self.streams[stream_id] = stream
+        stream.ws.connection_made(stream.transport)
+
+    def _on_ws_data(self, stream: _WSStream, event: DataReceived) -> None:
+        data = event.data
+        if data and not stream.app_done:
+            if not stream.received(len(data)):
+                # The app is behind and aioquic gives the client credit regardless: drop it.
+                logger.info(
+                    "WebSocket on HTTP/3 stream %d: more than %d bytes unread; resetting it",
+                    stream.id,
+                    MAX_UNREAD,
+                )
+                stream.transport.abort()
+                return
+            stream.ws.data_received(data)
+        if event.stream_ended:
+            self._on_ws_end(stream)
+
+    def _on_ws_end(self, stream: _WSStream) -> None:
+        # The peer's FIN: end ours too (after its Close frame, we have already).
+        stream.request_ended = True
+        stream.transport.close()
+
     def _on_data(self, stream: _Stream, event: DataReceived) -> None:
         if stream.request_ended:
+            return
+        if isinstance(stream, _WSStream):
+            self._on_ws_data(stream, event)
             return
         data = event.data
         if data and not stream.app_done:
@@ -551,6 +746,10 @@ class H3Protocol(QuicConnectionProtocol):
 
     def _on_trailers(self, stream: _Stream, event: HeadersReceived) -> None:
         if stream.request_ended:
+            return
+        if isinstance(stream, _WSStream):
+            if event.stream_ended:  # for a WebSocket, what counts is the FIN they carry
+                self._on_ws_end(stream)
             return
         if len(event.headers) > self.config.max_header_count:
             if not stream.app_done:
@@ -642,7 +841,9 @@ class H3Protocol(QuicConnectionProtocol):
         self.state.connections.discard(self)
         for stream in list(self.streams.values()):
             stream.closed = True
-            if not stream.app_done:
+            if isinstance(stream, _WSStream):
+                stream.transport.lost()
+            elif not stream.app_done:
                 stream.cycle.feed_disconnect()
             stream.wake()
         self.streams.clear()
@@ -651,6 +852,10 @@ class H3Protocol(QuicConnectionProtocol):
         """GOAWAY; close once the running requests are done."""
         if self._closing:
             return
+        for stream in list(self.streams.values()):
+            if isinstance(stream, _WSStream):
+                # Close frames (1001) ahead of the GOAWAY: some clients read nothing after it.
+                stream.ws.shutdown()
         self._goaway()
         self._close_if_flushed()
 

@@ -10,6 +10,7 @@ import contextlib
 import os
 import socket
 import stat
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .config import ConfigError
@@ -80,6 +81,64 @@ def open_listener(address: BindAddress, backlog: int) -> socket.socket:
         sock.setblocking(False)
     except OSError as exc:
         raise OSError(exc.errno, f"cannot listen on {address}: {exc.strerror}") from None
+    return sock
+
+
+def open_quic_sockets(values: Sequence[str], workers: int) -> list[list[socket.socket]]:
+    """For ``workers`` processes, one UDP socket per ``quic_bind`` address each: slot ``i``'s
+    list is what worker ``i`` serves HTTP/3 on (in the order of ``values``).
+
+    QUIC is connection-oriented over connectionless UDP: a connection's state lives in the one
+    process that accepted it, so every datagram of that connection must reach that process.
+    One UDP socket read by several workers would hand them out at random. Instead, each
+    address gets ``workers`` sockets bound to the same port with ``SO_REUSEPORT``; Linux
+    hashes a datagram's source and destination address and port to one socket of that group,
+    so one client address keeps reaching one worker. (Port 0 binds the first socket to a
+    free port and the others to that port.)
+
+    All of them are opened here, in the supervisor, and socket ``i`` goes to worker ``i`` only;
+    the supervisor keeps its copies open and never reads them. This keeps the group exactly
+    ``workers`` sockets, each with one live reader, and keeps it stable: a worker that dies
+    does not take its socket out of the group (which would re-hash every client onto other
+    sockets and break the connections the surviving workers hold); the datagrams that arrive
+    for its slot meanwhile wait in the socket's buffer for the worker restarted on that same
+    socket. Binding each worker's socket in the worker instead would have neither property,
+    and a socket kept by the supervisor only to reserve the port would take a share of the
+    traffic that nobody reads.
+
+    Limit: a client whose address changes mid-connection (migration, NAT rebinding) may hash
+    to another worker, which does not know the connection ID and drops the datagrams (aioquic
+    sends no stateless reset); the client's connection then times out and it reconnects. A
+    worker restart likewise loses the connections it held.
+    """
+    slots: list[list[socket.socket]] = [[] for _ in range(workers)]
+    try:
+        for value in values:
+            address = parse_bind(value)
+            port = address.port
+            for slot in slots:
+                sock = _open_reuseport_udp(address, port)
+                slot.append(sock)
+                port = sock.getsockname()[1]
+    except BaseException:
+        for slot in slots:
+            for sock in slot:
+                sock.close()
+        raise
+    return slots
+
+
+def _open_reuseport_udp(address: BindAddress, port: int) -> socket.socket:
+    sock = socket.socket(address.family, socket.SOCK_DGRAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((address.host, port))
+        sock.setblocking(False)
+    except OSError as exc:
+        sock.close()
+        raise OSError(
+            exc.errno, f"cannot listen on {address} (UDP, quic_bind): {exc.strerror}"
+        ) from None
     return sock
 
 

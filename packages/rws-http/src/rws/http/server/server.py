@@ -33,7 +33,12 @@ _CANCEL_GRACE = 1.0
 
 
 class Server:
-    """An ASGI server bound to ``config.bind`` (or to ``sockets`` handed over by a parent)."""
+    """An ASGI server bound to ``config.bind`` (or to ``sockets`` handed over by a parent).
+
+    ``quic_sockets``: UDP sockets already bound, one per ``config.quic_bind`` address in that
+    order, to serve HTTP/3 on instead of binding them (a worker's share of the
+    ``SO_REUSEPORT`` groups its supervisor opened).
+    """
 
     def __init__(
         self,
@@ -41,8 +46,14 @@ class Server:
         config: Config | None = None,
         *,
         sockets: Sequence[socket.socket] | None = None,
+        quic_sockets: Sequence[socket.socket] | None = None,
     ) -> None:
         self.config = config or Config()
+        if quic_sockets is not None and len(quic_sockets) != len(self.config.quic_bind):
+            raise ValueError(
+                f"quic_sockets has {len(quic_sockets)} socket(s) for "
+                f"{len(self.config.quic_bind)} quic_bind address(es): one each, in order"
+            )
         if self.config.proxy_headers:
             from .proxy_headers import ProxyHeadersMiddleware
 
@@ -51,6 +62,7 @@ class Server:
             )
         self.state = ServerState(app=app, config=self.config)
         self._given_sockets = list(sockets) if sockets is not None else None
+        self._given_quic_sockets = list(quic_sockets) if quic_sockets is not None else None
         self._servers: list[asyncio.Server | ProxyTLSListener] = []
         self._sockets: list[socket.socket] = []
         self._quic: list[QuicEndpoint] = []
@@ -133,10 +145,15 @@ class Server:
         """Bind the HTTP/3 endpoints and advertise them to TCP clients with ``Alt-Svc``."""
         from .http3 import QuicEndpoint
 
-        for value in self.config.quic_bind:
+        given = self._given_quic_sockets
+        for index, value in enumerate(self.config.quic_bind):
             address = parse_bind(value)
             endpoint = await QuicEndpoint.open(
-                self.state, address.host, address.port, configuration
+                self.state,
+                address.host,
+                address.port,
+                configuration,
+                sock=given[index] if given is not None else None,
             )
             self._quic.append(endpoint)
         ports = dict.fromkeys(endpoint.port for endpoint in self._quic)
@@ -225,10 +242,11 @@ async def serve(
     config: Config | None = None,
     *,
     sockets: Sequence[socket.socket] | None = None,
+    quic_sockets: Sequence[socket.socket] | None = None,
     install_signal_handlers: bool = True,
 ) -> None:
     """Serve ``app`` until SIGTERM or SIGINT, then shut down gracefully."""
-    server = Server(app, config, sockets=sockets)
+    server = Server(app, config, sockets=sockets, quic_sockets=quic_sockets)
     await server.start()
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()

@@ -1,9 +1,12 @@
 """Worker processes and the development reloader.
 
 ``--workers N`` starts N processes that share the listening sockets (opened once here, so
-every worker accepts on the same port) and restarts one that dies. ``--reload`` runs a single
-worker and restarts it when a Python file under the watched directory changes. Both forward
-SIGTERM/SIGINT (graceful shutdown) and SIGHUP (reopen logs) to their children.
+every worker accepts on the same port) and restarts one that dies. HTTP/3's UDP sockets are
+not shared: worker ``i`` gets slot ``i``'s sockets of the ``SO_REUSEPORT`` groups (see
+:func:`~rws.http.server.listeners.open_quic_sockets`), and its replacement gets the same ones.
+``--reload`` runs a single worker and restarts it when a Python file under the watched
+directory changes. Both forward SIGTERM/SIGINT (graceful shutdown) and SIGHUP (reopen logs)
+to their children.
 """
 
 from __future__ import annotations
@@ -32,7 +35,12 @@ WorkerTarget = Callable[[list[socket.socket], dict[str, Any]], None]
 
 
 class Supervisor:
-    """Keeps ``count`` workers alive until told to stop."""
+    """Keeps ``count`` workers alive until told to stop.
+
+    ``quic_sockets``, if given, holds one list of UDP sockets per worker slot: the worker
+    started in slot ``i`` (and each one restarted there) finds ``quic_sockets[i]`` in its
+    options under ``"quic_sockets"``. The supervisor keeps them open, unread, until it stops.
+    """
 
     def __init__(
         self,
@@ -42,12 +50,16 @@ class Supervisor:
         count: int,
         *,
         stop_timeout: float,
+        quic_sockets: Sequence[Sequence[socket.socket]] | None = None,
     ) -> None:
+        if quic_sockets is not None and len(quic_sockets) != count:
+            raise ValueError(f"quic_sockets has {len(quic_sockets)} slot(s) for {count} workers")
         self._context = multiprocessing.get_context("spawn")
         self.target = target
         self.sockets = list(sockets)
         self.options = options
         self.count = count
+        self.quic_sockets = [list(slot) for slot in quic_sockets or ()]
         self.stop_timeout = stop_timeout
         self.workers: list[BaseProcess] = []
         self._started_at: dict[int, float] = {}
@@ -55,9 +67,12 @@ class Supervisor:
         self._stopping = threading.Event()
         self._signal: int | None = None
 
-    def _spawn(self) -> BaseProcess:
+    def _spawn(self, slot: int = 0) -> BaseProcess:
+        options = self.options
+        if self.quic_sockets:
+            options = {**options, "quic_sockets": self.quic_sockets[slot]}
         process = self._context.Process(
-            target=self.target, args=(self.sockets, self.options), daemon=False
+            target=self.target, args=(self.sockets, options), daemon=False
         )
         process.start()
         assert process.pid is not None
@@ -77,7 +92,7 @@ class Supervisor:
     def run(self) -> int:
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(signum, self._handle)
-        self.workers = [self._spawn() for _ in range(self.count)]
+        self.workers = [self._spawn(slot) for slot in range(self.count)]
         while not self._stopping.wait(0.2):
             self._replace_dead()
         return self._stop()
@@ -95,7 +110,7 @@ class Supervisor:
                 self._backoff = min(self._backoff * 2, _MAX_BACKOFF)
             else:
                 self._backoff = 0.5
-            self.workers[index] = self._spawn()
+            self.workers[index] = self._spawn(index)
 
     def _stop(self) -> int:
         for worker in self.workers:
@@ -113,6 +128,9 @@ class Supervisor:
                 code = 1
         for sock in self.sockets:
             sock.close()
+        for slot in self.quic_sockets:
+            for sock in slot:
+                sock.close()
         return code
 
 

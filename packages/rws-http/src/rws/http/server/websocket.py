@@ -5,7 +5,8 @@ hands the transport to :class:`WSProtocol`. wsproto owns the protocol state; thi
 bytes, turns wsproto events into ASGI messages and back, and adds what wsproto leaves to servers:
 the ASGI handshake (accept, close-before-accept as 403, the ``websocket.http.response`` denial
 extension), message size limits, keep-alive pings, back-pressure and shutdown.
-:class:`H2WSProtocol` is the same over an HTTP/2 stream (RFC 8441): only the handshake differs.
+:class:`ConnectWSProtocol` is the same over an HTTP/2 (RFC 8441) or HTTP/3 (RFC 9220) stream
+opened by an extended CONNECT: only the handshake differs.
 
 The handshake. The request is already parsed by h11, so the server side is driven with
 wsproto's :meth:`~wsproto.WSConnection.initiate_upgrade_connection`, the entry point wsproto
@@ -85,8 +86,8 @@ __all__ = [
     "CLOSE_TIMEOUT",
     "MAX_QUEUED_MESSAGES",
     "ClientDisconnected",
-    "H2Channel",
-    "H2WSProtocol",
+    "ConnectChannel",
+    "ConnectWSProtocol",
     "WSProtocol",
 ]
 
@@ -815,31 +816,38 @@ class WSProtocol(asyncio.Protocol):
         return f"{client[0]}:{client[1]}" if client else "unix socket"
 
 
-class H2Channel(Protocol):
-    """What an HTTP/2 stream offers the WebSocket it carries (RFC 8441)."""
+class ConnectChannel(Protocol):
+    """What an HTTP/2 or HTTP/3 stream offers the WebSocket it carries (RFC 8441, RFC 9220)."""
 
     def send_response(self, status: int, headers: Headers, body: bytes, end: bool) -> None:
         """Send the response HEADERS (``:status`` and server defaults added), then ``body``."""
 
     def send_body(self, data: bytes, end: bool) -> None:
-        """Send more of the response (DATA), flow-controlled."""
+        """Send more of the response (DATA frames)."""
 
 
-class H2WSProtocol(WSProtocol):
-    """A WebSocket over one HTTP/2 stream opened by an extended CONNECT (RFC 8441).
+class ConnectWSProtocol(WSProtocol):
+    """A WebSocket over one HTTP/2 or HTTP/3 stream opened by an extended CONNECT.
+
+    RFC 8441 defines it for HTTP/2 and RFC 9220 for HTTP/3, identically.
 
     The ASGI side, the frames, limits, keep-alive, back-pressure and closing are
     :class:`WSProtocol`'s; only the handshake differs. There is no key and no 101: accepting
     is ``:status 200`` (with ``sec-websocket-protocol`` and ``sec-websocket-extensions``),
     after which the stream's DATA carries the frames, parsed and written by wsproto's
     post-handshake :class:`~wsproto.connection.Connection`. Refusals and the denial response
-    extension are ordinary HTTP/2 responses on the stream. The transport handed to
-    :meth:`connection_made` is the stream: closing it ends the stream (END_STREAM), aborting
-    it resets the stream, and pausing its reading withholds WINDOW_UPDATEs.
+    extension are ordinary responses on the stream. The transport handed to
+    :meth:`connection_made` is the stream: closing it ends the stream (END_STREAM in HTTP/2,
+    the QUIC stream's FIN in HTTP/3), aborting it resets the stream, and pausing its reading
+    withholds flow-control credit where the protocol library allows it (HTTP/2).
     """
 
     def __init__(
-        self, state: ServerState, info: ConnectionInfo, scope: dict[str, Any], channel: H2Channel
+        self,
+        state: ServerState,
+        info: ConnectionInfo,
+        scope: dict[str, Any],
+        channel: ConnectChannel,
     ) -> None:
         super().__init__(state, info, None, scope, b"")
         self.channel = channel
