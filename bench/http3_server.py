@@ -171,8 +171,8 @@ def main() -> int:
         end_all()
     base = runs["rws-http h3"]
     print(
-        "\n| server | server CPU µs/request (median) | req/s (median, client-bound) | "
-        "rws-http h3 ÷ it, by CPU per request (range) |"
+        "\n| server | server CPU µs/request (median) | req/s (median; h3: client-bound) | "
+        "its CPU per request ÷ rws-http h3's (range) |"
     )
     print("|---|---:|---:|---|")
     for name, results in runs.items():
