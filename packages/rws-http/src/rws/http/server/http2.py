@@ -78,15 +78,17 @@ from h2.settings import SettingCodes
 
 from .access import log_exchange
 from .config import Config
-from .connection import ConnectionInfo, http_scope
+from .connection import ConnectionInfo
 from .cycle import Headers, HTTPCycle
 from .state import ServerState
 from .streams import (
     STATUS_BYTES,
     TOKEN,
     RequestHead,
+    attach_websocket,
     open_exchange,
     read_request_head,
+    refuse_extended_connect,
     response_block,
     start_app,
 )
@@ -817,30 +819,13 @@ class H2Protocol(asyncio.Protocol):
             with contextlib.suppress(h2.exceptions.ProtocolError):
                 self.conn.reset_stream(stream_id, ErrorCodes.PROTOCOL_ERROR)
             return
-        if head.reject is None:
-            if protocol != b"websocket":
-                head = head._replace(reject=(501, b"Unsupported :protocol"))
-            elif ended:
-                head = head._replace(reject=(400, b"A WebSocket stream cannot be ended"))
+        head = refuse_extended_connect(head, protocol, ended=ended)
         if head.reject is not None:
             self._open_stream(stream_id, head, ended=ended)
             return
-        from .websocket import ConnectWSProtocol
-
         assert self.info is not None
-        scope = http_scope(
-            self.config,
-            self.info,
-            self.state.lifespan_state,
-            method=head.method,
-            target=head.target,
-            headers=head.headers,
-            http_version="2",
-            scope_type="websocket",
-        )
         stream = _WSStream(self, stream_id)
-        stream.transport = StreamTransport(stream)
-        stream.ws = ConnectWSProtocol(self.state, self.info, scope, stream)
+        attach_websocket(self.state, self.info, stream, head, http_version="2")
         self.streams[stream_id] = stream
         self._streams_opened += 1
         cap = self.config.max_requests_per_connection

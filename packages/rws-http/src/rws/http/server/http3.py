@@ -84,15 +84,17 @@ except ModuleNotFoundError as exc:
 
 from .access import log_exchange
 from .config import Config
-from .connection import ConnectionInfo, http_scope
+from .connection import ConnectionInfo
 from .cycle import Headers, HTTPCycle
 from .http2 import InvalidHeadersError, _header_fields
 from .state import ServerState
 from .streams import (
     STATUS_BYTES,
     RequestHead,
+    attach_websocket,
     open_exchange,
     read_request_head,
+    refuse_extended_connect,
     response_block,
     start_app,
 )
@@ -672,32 +674,18 @@ class H3Protocol(QuicConnectionProtocol):
         aioquic's SETTINGS always carry SETTINGS_ENABLE_CONNECT_PROTOCOL=1, and it accepts
         ``:protocol`` in any request; what RFC 8441 4 asks of the request is checked here.
         """
-        if head.reject is None:
-            if pseudo[b":protocol"] != b"websocket":
-                head = head._replace(reject=(501, b"Unsupported :protocol"))
-            elif not pseudo.get(b":scheme") or not pseudo.get(b":path"):
-                head = head._replace(reject=(400, b"Extended CONNECT needs :scheme and :path"))
-            elif ended:
-                head = head._replace(reject=(400, b"A WebSocket stream cannot be ended"))
+        head = refuse_extended_connect(
+            head,
+            pseudo[b":protocol"],
+            ended=ended,
+            scheme_and_path=bool(pseudo.get(b":scheme") and pseudo.get(b":path")),
+        )
         if head.reject is not None:
             self._open_stream(stream_id, head, ended=ended)
             return
-        from .websocket import ConnectWSProtocol
-
         assert self.info is not None
-        scope = http_scope(
-            self.config,
-            self.info,
-            self.state.lifespan_state,
-            method=head.method,
-            target=head.target,
-            headers=head.headers,
-            http_version="3",
-            scope_type="websocket",
-        )
         stream = _WSStream(self, stream_id)
-        stream.transport = StreamTransport(stream)
-        stream.ws = ConnectWSProtocol(self.state, self.info, scope, stream)
+        attach_websocket(self.state, self.info, stream, head, http_version="3")
         self.streams[stream_id] = stream
         stream.ws.connection_made(stream.transport)
 

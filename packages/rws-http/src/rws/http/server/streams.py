@@ -18,6 +18,7 @@ from .config import Config
 from .connection import ConnectionInfo, http_extensions, http_scope
 from .cycle import Headers, HTTPCycle, ResponseSink
 from .state import ServerState, date_header
+from .ws_stream import StreamTransport, WSStream
 
 STATUS_BYTES = {code: str(code).encode() for code in range(100, 1000)}
 _METHODS = {
@@ -155,3 +156,58 @@ def response_block(
             extra = [h for h in extra if h[0] not in provided]
         block[1:1] = extra
     return block
+
+
+def refuse_extended_connect(
+    head: RequestHead, protocol: bytes, *, ended: bool, scheme_and_path: bool = True
+) -> RequestHead:
+    """The head with its refusal, if an extended CONNECT (RFC 8441 4, RFC 9220) is not a
+    WebSocket this server can open: another ``:protocol`` (501), no ``:scheme``/``:path``, or
+    a stream the client already ended (400)."""
+    if head.reject is not None:
+        return head
+    if protocol != b"websocket":
+        return head._replace(reject=(501, b"Unsupported :protocol"))
+    if not scheme_and_path:
+        return head._replace(reject=(400, b"Extended CONNECT needs :scheme and :path"))
+    if ended:
+        return head._replace(reject=(400, b"A WebSocket stream cannot be ended"))
+    return head
+
+
+class ConnectStream(WSStream, Protocol):
+    """A stream that carries a WebSocket: the channel and transport its WebSocket uses."""
+
+    transport: StreamTransport
+
+    def send_response(self, status: int, headers: Headers, body: bytes, end: bool) -> None: ...
+
+    def send_body(self, data: bytes, end: bool) -> None: ...
+
+
+def attach_websocket(
+    state: ServerState,
+    info: ConnectionInfo,
+    stream: ConnectStream,
+    head: RequestHead,
+    *,
+    http_version: str,
+) -> None:
+    """Give ``stream`` its WebSocket (the ASGI ``websocket`` scope) and transport.
+
+    The caller registers the stream, then calls ``stream.ws.connection_made(stream.transport)``.
+    """
+    from .websocket import ConnectWSProtocol
+
+    scope = http_scope(
+        state.config,
+        info,
+        state.lifespan_state,
+        method=head.method,
+        target=head.target,
+        headers=head.headers,
+        http_version=http_version,
+        scope_type="websocket",
+    )
+    stream.transport = StreamTransport(stream)
+    stream.ws = ConnectWSProtocol(state, info, scope, stream)
