@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from rws.http.server import Config, Server
+from rws.http.server.cycle import Message, Scope
 
 Start = Callable[..., Awaitable[str]]
 
@@ -132,3 +133,59 @@ def running() -> Callable[..., contextlib.AbstractAsyncContextManager[Server]]:
             await server.shutdown(grace=2)
 
     return start
+
+
+GUARD = 10.0
+
+
+class WebSocketEcho:
+    """Accepts (the first subprotocol offered) and echoes; ``!close CODE REASON`` closes."""
+
+    def __init__(self) -> None:
+        self.scopes: list[Scope] = []
+        self.disconnects: asyncio.Queue[Message] = asyncio.Queue()
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"plain http"})
+            return
+        if scope["type"] != "websocket":
+            return
+        self.scopes.append(scope)
+        assert (await receive()) == {"type": "websocket.connect"}
+        path = scope["path"]
+        if path == "/refuse":
+            await send({"type": "websocket.close"})
+            return
+        if path == "/deny":
+            headers = [(b"content-type", b"text/plain"), (b"x-why", b"no")]
+            await send({"type": "websocket.http.response.start", "status": 401, "headers": headers})
+            await send({"type": "websocket.http.response.body", "body": b"go ", "more_body": True})
+            await send({"type": "websocket.http.response.body", "body": b"away"})
+            return
+        offered = scope["subprotocols"]
+        await send({"type": "websocket.accept", "subprotocol": offered[0] if offered else None})
+        while True:
+            message = await receive()
+            if message["type"] == "websocket.disconnect":
+                await self.disconnects.put(message)
+                return
+            text = message.get("text")
+            if text is not None and text.startswith("!close"):
+                _, code, reason = text.split(" ", 2)
+                await send({"type": "websocket.close", "code": int(code), "reason": reason})
+            elif text is not None:
+                await send({"type": "websocket.send", "text": text})
+            else:
+                await send({"type": "websocket.send", "bytes": message["bytes"]})
+
+    async def disconnect(self) -> Message:
+        async with asyncio.timeout(GUARD):
+            return await self.disconnects.get()
+
+
+@pytest.fixture
+def ws_echo() -> type[WebSocketEcho]:
+    """The WebSocket echo app the HTTP/2 and HTTP/3 WebSocket tests serve (call it for one)."""
+    return WebSocketEcho

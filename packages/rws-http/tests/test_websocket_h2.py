@@ -28,56 +28,9 @@ from wsproto.extensions import Extension, PerMessageDeflate
 from wsproto.handshake import client_extensions_handshake
 
 from rws.http.server import Server
-from rws.http.server.cycle import Message, Scope
+from rws.http.server.cycle import Scope
 
 GUARD = 10.0
-
-
-class Echo:
-    """Accepts (the first subprotocol offered) and echoes; ``!close CODE REASON`` closes."""
-
-    def __init__(self) -> None:
-        self.scopes: list[Scope] = []
-        self.disconnects: asyncio.Queue[Message] = asyncio.Queue()
-
-    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
-            await send({"type": "http.response.start", "status": 200, "headers": []})
-            await send({"type": "http.response.body", "body": b"plain http"})
-            return
-        if scope["type"] != "websocket":
-            return
-        self.scopes.append(scope)
-        assert (await receive()) == {"type": "websocket.connect"}
-        path = scope["path"]
-        if path == "/refuse":
-            await send({"type": "websocket.close"})
-            return
-        if path == "/deny":
-            headers = [(b"content-type", b"text/plain"), (b"x-why", b"no")]
-            await send({"type": "websocket.http.response.start", "status": 401, "headers": headers})
-            await send({"type": "websocket.http.response.body", "body": b"go ", "more_body": True})
-            await send({"type": "websocket.http.response.body", "body": b"away"})
-            return
-        offered = scope["subprotocols"]
-        await send({"type": "websocket.accept", "subprotocol": offered[0] if offered else None})
-        while True:
-            message = await receive()
-            if message["type"] == "websocket.disconnect":
-                await self.disconnects.put(message)
-                return
-            text = message.get("text")
-            if text is not None and text.startswith("!close"):
-                _, code, reason = text.split(" ", 2)
-                await send({"type": "websocket.close", "code": int(code), "reason": reason})
-            elif text is not None:
-                await send({"type": "websocket.send", "text": text})
-            else:
-                await send({"type": "websocket.send", "bytes": message["bytes"]})
-
-    async def disconnect(self) -> Message:
-        async with asyncio.timeout(GUARD):
-            return await self.disconnects.get()
 
 
 def extended_connect(path: str = "/", *extra: tuple[bytes, bytes]) -> list[tuple[bytes, bytes]]:
@@ -268,14 +221,14 @@ async def client_for(server: Server) -> AsyncIterator[Client]:
 # -- tests ----------------------------------------------------------------------------------------
 
 
-async def test_settings_enable_the_connect_protocol(running: Any) -> None:
-    async with running(Echo()) as server, client_for(server) as client:
+async def test_settings_enable_the_connect_protocol(ws_echo: Any, running: Any) -> None:
+    async with running(ws_echo()) as server, client_for(server) as client:
         assert client.conn.remote_settings[SettingCodes.ENABLE_CONNECT_PROTOCOL] == 1
 
 
 @pytest.mark.parametrize("deflate", [False, True])
-async def test_echo_text_and_binary(running: Any, deflate: bool) -> None:
-    app = Echo()
+async def test_echo_text_and_binary(ws_echo: Any, running: Any, deflate: bool) -> None:
+    app = ws_echo()
     async with running(app) as server, client_for(server) as client:
         ws = await client.websocket("/chat?room=1", deflate=deflate)
         extensions = ws.headers.get(b"sec-websocket-extensions", b"")
@@ -302,8 +255,8 @@ async def test_echo_text_and_binary(running: Any, deflate: bool) -> None:
     assert "websocket.http.response" in scope["extensions"]
 
 
-async def test_subprotocol_selection(running: Any) -> None:
-    app = Echo()
+async def test_subprotocol_selection(ws_echo: Any, running: Any) -> None:
+    app = ws_echo()
     async with running(app) as server, client_for(server) as client:
         ws = await client.websocket(subprotocols=["chat.v2", "chat.v1"])
         assert ws.headers[b"sec-websocket-protocol"] == b"chat.v2"
@@ -312,8 +265,8 @@ async def test_subprotocol_selection(running: Any) -> None:
     assert [s["subprotocols"] for s in app.scopes] == [["chat.v2", "chat.v1"], []]
 
 
-async def test_app_close_code_reaches_the_client(running: Any) -> None:
-    app = Echo()
+async def test_app_close_code_reaches_the_client(ws_echo: Any, running: Any) -> None:
+    app = ws_echo()
     async with running(app) as server, client_for(server) as client:
         ws = await client.websocket()
         ws.send(TextMessage(data="!close 4001 bye now"))
@@ -329,8 +282,8 @@ async def test_app_close_code_reaches_the_client(running: Any) -> None:
         }
 
 
-async def test_client_close_code_reaches_the_app(running: Any) -> None:
-    app = Echo()
+async def test_client_close_code_reaches_the_app(ws_echo: Any, running: Any) -> None:
+    app = ws_echo()
     async with running(app) as server, client_for(server) as client:
         ws = await client.websocket()
         ws.send(CloseConnection(code=4002, reason="leaving"))
@@ -341,15 +294,15 @@ async def test_client_close_code_reaches_the_app(running: Any) -> None:
         assert (message["code"], message["reason"]) == (4002, "leaving")
 
 
-async def test_close_before_accept_is_403(running: Any) -> None:
-    async with running(Echo()) as server, client_for(server) as client:
+async def test_close_before_accept_is_403(ws_echo: Any, running: Any) -> None:
+    async with running(ws_echo()) as server, client_for(server) as client:
         stream_id = client.open(extended_connect("/refuse"))
         headers, _ = await client.response(stream_id)
         assert headers[b":status"] == b"403"
 
 
-async def test_denial_response_extension(running: Any) -> None:
-    async with running(Echo()) as server, client_for(server) as client:
+async def test_denial_response_extension(ws_echo: Any, running: Any) -> None:
+    async with running(ws_echo()) as server, client_for(server) as client:
         stream_id = client.open(extended_connect("/deny"))
         headers, body = await client.response(stream_id)
         assert headers[b":status"] == b"401"
@@ -362,9 +315,9 @@ async def test_denial_response_extension(running: Any) -> None:
     [(b"websocket", b"8", b"400"), (b"not-websocket", b"13", b"501")],
 )
 async def test_invalid_extended_connects_are_refused_before_the_app(
-    running: Any, protocol: bytes, version: bytes, status: bytes
+    ws_echo: Any, running: Any, protocol: bytes, version: bytes, status: bytes
 ) -> None:
-    app = Echo()
+    app = ws_echo()
     async with running(app) as server, client_for(server) as client:
         stream_id = client.open(
             [
@@ -382,6 +335,7 @@ async def test_invalid_extended_connects_are_refused_before_the_app(
 
 
 async def test_extended_connect_is_refused_without_the_setting(
+    ws_echo: Any,
     running: Any,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -395,7 +349,7 @@ async def test_extended_connect_is_refused_without_the_setting(
         self.conn.local_settings.acknowledge()
 
     monkeypatch.setattr(http2.H2Protocol, "_setup", without_setting)
-    app = Echo()
+    app = ws_echo()
     async with running(app) as server, client_for(server) as client:
         stream_id = client.open(extended_connect("/"))
         event = await client.event(stream_id)
@@ -404,8 +358,8 @@ async def test_extended_connect_is_refused_without_the_setting(
     assert app.scopes == []
 
 
-async def test_message_size_limit_closes_1009(running: Any) -> None:
-    app = Echo()
+async def test_message_size_limit_closes_1009(ws_echo: Any, running: Any) -> None:
+    app = ws_echo()
     async with running(app, ws_max_message_size=1000) as server, client_for(server) as client:
         ws = await client.websocket()
         ws.send(BytesMessage(data=b"x" * 1000))
@@ -418,8 +372,8 @@ async def test_message_size_limit_closes_1009(running: Any) -> None:
         assert (await app.disconnect())["code"] == 1009
 
 
-async def test_websockets_and_a_request_share_a_connection(running: Any) -> None:
-    app = Echo()
+async def test_websockets_and_a_request_share_a_connection(ws_echo: Any, running: Any) -> None:
+    app = ws_echo()
     async with running(app) as server, client_for(server) as client:
         first = await client.websocket("/one")
         second = await client.websocket("/two")
@@ -448,8 +402,8 @@ async def test_websockets_and_a_request_share_a_connection(running: Any) -> None
     assert sorted(s["path"] for s in app.scopes) == ["/one", "/two"]
 
 
-async def test_graceful_shutdown_closes_with_1001(running: Any) -> None:
-    app = Echo()
+async def test_graceful_shutdown_closes_with_1001(ws_echo: Any, running: Any) -> None:
+    app = ws_echo()
     async with running(app) as server, client_for(server) as client:
         ws = await client.websocket()
         shutdown = asyncio.get_running_loop().create_task(server.shutdown(grace=5))
@@ -478,8 +432,8 @@ async def test_accepting_a_subprotocol_not_offered_is_an_app_error(
     assert "invalid websocket.accept" in caplog.text
 
 
-async def test_client_reset_reports_1006(running: Any) -> None:
-    app = Echo()
+async def test_client_reset_reports_1006(ws_echo: Any, running: Any) -> None:
+    app = ws_echo()
     async with running(app) as server, client_for(server) as client:
         ws = await client.websocket()
         client.conn.reset_stream(ws.stream_id, ErrorCodes.CANCEL)
@@ -556,8 +510,8 @@ async def test_send_waits_for_the_client_window(running: Any) -> None:
             await stop.wait()
 
 
-async def test_plain_connect_is_still_an_http_request(running: Any) -> None:
-    app = Echo()
+async def test_plain_connect_is_still_an_http_request(ws_echo: Any, running: Any) -> None:
+    app = ws_echo()
     async with running(app) as server, client_for(server) as client:
         stream_id = client.open(
             [(b":method", b"CONNECT"), (b":authority", b"example.test:443")], end=True

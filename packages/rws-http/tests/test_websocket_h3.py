@@ -24,7 +24,7 @@ from wsproto.extensions import Extension, PerMessageDeflate
 from wsproto.handshake import client_extensions_handshake
 
 from rws.http.server import Config, Server
-from rws.http.server.cycle import Message, Scope
+from rws.http.server.cycle import Scope
 
 try:
     from aioquic.asyncio.client import connect
@@ -40,53 +40,6 @@ except ImportError as exc:
 
 GUARD = 10.0
 Headers = list[tuple[bytes, bytes]]
-
-
-class Echo:
-    """Accepts (the first subprotocol offered) and echoes; ``!close CODE REASON`` closes."""
-
-    def __init__(self) -> None:
-        self.scopes: list[Scope] = []
-        self.disconnects: asyncio.Queue[Message] = asyncio.Queue()
-
-    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
-            await send({"type": "http.response.start", "status": 200, "headers": []})
-            await send({"type": "http.response.body", "body": b"plain http"})
-            return
-        if scope["type"] != "websocket":
-            return
-        self.scopes.append(scope)
-        assert (await receive()) == {"type": "websocket.connect"}
-        path = scope["path"]
-        if path == "/refuse":
-            await send({"type": "websocket.close"})
-            return
-        if path == "/deny":
-            headers = [(b"content-type", b"text/plain"), (b"x-why", b"no")]
-            await send({"type": "websocket.http.response.start", "status": 401, "headers": headers})
-            await send({"type": "websocket.http.response.body", "body": b"go ", "more_body": True})
-            await send({"type": "websocket.http.response.body", "body": b"away"})
-            return
-        offered = scope["subprotocols"]
-        await send({"type": "websocket.accept", "subprotocol": offered[0] if offered else None})
-        while True:
-            message = await receive()
-            if message["type"] == "websocket.disconnect":
-                await self.disconnects.put(message)
-                return
-            text = message.get("text")
-            if text is not None and text.startswith("!close"):
-                _, code, reason = text.split(" ", 2)
-                await send({"type": "websocket.close", "code": int(code), "reason": reason})
-            elif text is not None:
-                await send({"type": "websocket.send", "text": text})
-            else:
-                await send({"type": "websocket.send", "bytes": message["bytes"]})
-
-    async def disconnect(self) -> Message:
-        async with asyncio.timeout(GUARD):
-            return await self.disconnects.get()
 
 
 def extended_connect(path: str = "/", *extra: tuple[bytes, bytes]) -> Headers:
@@ -284,15 +237,15 @@ async def client_for(
 # -- tests ----------------------------------------------------------------------------------------
 
 
-async def test_settings_enable_the_connect_protocol(certificates: Any) -> None:
-    async with running(Echo(), certificates) as server, client_for(server, certificates) as h3:
+async def test_settings_enable_the_connect_protocol(ws_echo: Any, certificates: Any) -> None:
+    async with running(ws_echo(), certificates) as server, client_for(server, certificates) as h3:
         settings = await h3.settings()
     assert settings[Setting.ENABLE_CONNECT_PROTOCOL] == 1
 
 
 @pytest.mark.parametrize("deflate", [False, True])
-async def test_echo_text_and_binary(certificates: Any, deflate: bool) -> None:
-    app = Echo()
+async def test_echo_text_and_binary(ws_echo: Any, certificates: Any, deflate: bool) -> None:
+    app = ws_echo()
     async with running(app, certificates) as server, client_for(server, certificates) as h3:
         ws = await h3.websocket("/chat?room=1", deflate=deflate)
         extensions = ws.headers.get(b"sec-websocket-extensions", b"")
@@ -319,8 +272,8 @@ async def test_echo_text_and_binary(certificates: Any, deflate: bool) -> None:
     assert "websocket.http.response" in scope["extensions"]
 
 
-async def test_subprotocol_selection(certificates: Any) -> None:
-    app = Echo()
+async def test_subprotocol_selection(ws_echo: Any, certificates: Any) -> None:
+    app = ws_echo()
     async with running(app, certificates) as server, client_for(server, certificates) as h3:
         ws = await h3.websocket(subprotocols=["chat.v2", "chat.v1"])
         assert ws.headers[b"sec-websocket-protocol"] == b"chat.v2"
@@ -329,8 +282,8 @@ async def test_subprotocol_selection(certificates: Any) -> None:
     assert [s["subprotocols"] for s in app.scopes] == [["chat.v2", "chat.v1"], []]
 
 
-async def test_app_close_code_reaches_the_client(certificates: Any) -> None:
-    app = Echo()
+async def test_app_close_code_reaches_the_client(ws_echo: Any, certificates: Any) -> None:
+    app = ws_echo()
     async with running(app, certificates) as server, client_for(server, certificates) as h3:
         ws = await h3.websocket()
         ws.send(TextMessage(data="!close 4001 bye now"))
@@ -346,8 +299,8 @@ async def test_app_close_code_reaches_the_client(certificates: Any) -> None:
         }
 
 
-async def test_client_close_code_reaches_the_app(certificates: Any) -> None:
-    app = Echo()
+async def test_client_close_code_reaches_the_app(ws_echo: Any, certificates: Any) -> None:
+    app = ws_echo()
     async with running(app, certificates) as server, client_for(server, certificates) as h3:
         ws = await h3.websocket()
         ws.send(CloseConnection(code=4002, reason="leaving"))
@@ -358,15 +311,15 @@ async def test_client_close_code_reaches_the_app(certificates: Any) -> None:
         assert (message["code"], message["reason"]) == (4002, "leaving")
 
 
-async def test_close_before_accept_is_403(certificates: Any) -> None:
-    async with running(Echo(), certificates) as server, client_for(server, certificates) as h3:
+async def test_close_before_accept_is_403(ws_echo: Any, certificates: Any) -> None:
+    async with running(ws_echo(), certificates) as server, client_for(server, certificates) as h3:
         stream_id = h3.open(extended_connect("/refuse"))
         headers, _ = await h3.response(stream_id)
         assert headers[b":status"] == b"403"
 
 
-async def test_denial_response_extension(certificates: Any) -> None:
-    async with running(Echo(), certificates) as server, client_for(server, certificates) as h3:
+async def test_denial_response_extension(ws_echo: Any, certificates: Any) -> None:
+    async with running(ws_echo(), certificates) as server, client_for(server, certificates) as h3:
         stream_id = h3.open(extended_connect("/deny"))
         headers, body = await h3.response(stream_id)
         assert headers[b":status"] == b"401"
@@ -379,9 +332,9 @@ async def test_denial_response_extension(certificates: Any) -> None:
     [(b"websocket", b"8", b"400"), (b"not-websocket", b"13", b"501")],
 )
 async def test_invalid_extended_connects_are_refused_before_the_app(
-    certificates: Any, protocol: bytes, version: bytes, status: bytes
+    ws_echo: Any, certificates: Any, protocol: bytes, version: bytes, status: bytes
 ) -> None:
-    app = Echo()
+    app = ws_echo()
     async with running(app, certificates) as server, client_for(server, certificates) as h3:
         stream_id = h3.open(
             [
@@ -398,8 +351,8 @@ async def test_invalid_extended_connects_are_refused_before_the_app(
     assert app.scopes == []
 
 
-async def test_message_size_limit_closes_1009(certificates: Any) -> None:
-    app = Echo()
+async def test_message_size_limit_closes_1009(ws_echo: Any, certificates: Any) -> None:
+    app = ws_echo()
     async with (
         running(app, certificates, ws_max_message_size=1000) as server,
         client_for(server, certificates) as h3,
@@ -415,8 +368,10 @@ async def test_message_size_limit_closes_1009(certificates: Any) -> None:
         assert (await app.disconnect())["code"] == 1009
 
 
-async def test_a_websocket_and_a_request_share_a_connection(certificates: Any) -> None:
-    app = Echo()
+async def test_a_websocket_and_a_request_share_a_connection(
+    ws_echo: Any, certificates: Any
+) -> None:
+    app = ws_echo()
     async with running(app, certificates) as server, client_for(server, certificates) as h3:
         ws = await h3.websocket("/one")
         request = h3.open(
@@ -440,8 +395,8 @@ async def test_a_websocket_and_a_request_share_a_connection(certificates: Any) -
     assert [s["path"] for s in app.scopes] == ["/one"]
 
 
-async def test_graceful_shutdown_closes_with_1001(certificates: Any) -> None:
-    app = Echo()
+async def test_graceful_shutdown_closes_with_1001(ws_echo: Any, certificates: Any) -> None:
+    app = ws_echo()
     async with running(app, certificates) as server, client_for(server, certificates) as h3:
         ws = await h3.websocket()
         shutdown = asyncio.get_running_loop().create_task(server.shutdown(grace=5))
@@ -455,8 +410,8 @@ async def test_graceful_shutdown_closes_with_1001(certificates: Any) -> None:
         assert not server.state.connections
 
 
-async def test_client_reset_reports_1006(certificates: Any) -> None:
-    app = Echo()
+async def test_client_reset_reports_1006(ws_echo: Any, certificates: Any) -> None:
+    app = ws_echo()
     async with running(app, certificates) as server, client_for(server, certificates) as h3:
         ws = await h3.websocket()
         h3._quic.reset_stream(ws.stream_id, ErrorCode.H3_REQUEST_CANCELLED)
@@ -471,9 +426,11 @@ async def test_client_reset_reports_1006(certificates: Any) -> None:
         assert isinstance(echoed, TextMessage) and echoed.data == "still here"
 
 
-async def test_access_log_records_the_websocket(certificates: Any, tmp_path: Any) -> None:
+async def test_access_log_records_the_websocket(
+    ws_echo: Any, certificates: Any, tmp_path: Any
+) -> None:
     log = tmp_path / "access.json"
-    app = Echo()
+    app = ws_echo()
     async with (
         running(app, certificates, access_log=str(log), access_log_format="json") as server,
         client_for(server, certificates) as h3,
@@ -491,8 +448,8 @@ async def test_access_log_records_the_websocket(certificates: Any, tmp_path: Any
     assert "/logged" in json.dumps(record)
 
 
-async def test_plain_connect_is_still_an_http_request(certificates: Any) -> None:
-    app = Echo()
+async def test_plain_connect_is_still_an_http_request(ws_echo: Any, certificates: Any) -> None:
+    app = ws_echo()
     async with running(app, certificates) as server, client_for(server, certificates) as h3:
         stream_id = h3.open([(b":method", b"CONNECT"), (b":authority", b"localhost:443")], end=True)
         headers, body = await h3.response(stream_id)
