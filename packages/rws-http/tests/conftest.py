@@ -189,3 +189,48 @@ class WebSocketEcho:
 def ws_echo() -> type[WebSocketEcho]:
     """The WebSocket echo app the HTTP/2 and HTTP/3 WebSocket tests serve (call it for one)."""
     return WebSocketEcho
+
+
+class QuicTestServers:
+    """``quic.running(app, **config)``: a server on 127.0.0.1:0 over TCP and QUIC with the test
+    certificate; ``quic.connect(server, protocol_class)``: an aioquic client trusting it."""
+
+    def __init__(self, certificates: tuple[str, str, ssl.SSLContext]) -> None:
+        self.server_pem, self.ca_pem, _ = certificates
+
+    @contextlib.asynccontextmanager
+    async def running(self, app: Any, **options: Any) -> AsyncIterator[Server]:
+        config = Config(
+            bind=("127.0.0.1:0",),
+            quic_bind=("127.0.0.1:0",),
+            certfile=self.server_pem,
+            lifespan="off",
+            **options,
+        )
+        server = Server(app, config)
+        await server.start()
+        try:
+            yield server
+        finally:
+            await server.shutdown(grace=2)
+
+    @contextlib.asynccontextmanager
+    async def connect(self, server: Server, protocol_class: type[Any]) -> AsyncIterator[Any]:
+        from aioquic.asyncio.client import connect
+        from aioquic.h3.connection import H3_ALPN
+        from aioquic.quic.configuration import QuicConfiguration
+
+        configuration = QuicConfiguration(is_client=True, alpn_protocols=H3_ALPN)
+        configuration.load_verify_locations(cafile=self.ca_pem)
+        configuration.server_name = "localhost"
+        host, port = server.quic_addresses[0].rsplit(":", 1)
+        async with connect(
+            host, int(port), configuration=configuration, create_protocol=protocol_class
+        ) as protocol:
+            assert isinstance(protocol, protocol_class)
+            yield protocol
+
+
+@pytest.fixture
+def quic(certificates: tuple[str, str, ssl.SSLContext]) -> QuicTestServers:
+    return QuicTestServers(certificates)

@@ -7,13 +7,10 @@ skipped with the reason, or fails under ``RWS_REQUIRE_SERVICES=1``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import json
 import os
-import ssl
 import sys
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,12 +21,10 @@ from rws.http.server.config import ConfigError
 
 try:
     import httpx
-    from aioquic.asyncio.client import connect
     from aioquic.asyncio.protocol import QuicConnectionProtocol
     from aioquic.buffer import encode_uint_var
-    from aioquic.h3.connection import H3_ALPN, FrameType, H3Connection, encode_frame
+    from aioquic.h3.connection import FrameType, H3Connection, encode_frame
     from aioquic.h3.events import DataReceived, HeadersReceived
-    from aioquic.quic.configuration import QuicConfiguration
     from aioquic.quic.events import QuicEvent, StreamDataReceived, StreamReset
 except ImportError as exc:
     if os.environ.get("RWS_REQUIRE_SERVICES") == "1":
@@ -126,42 +121,6 @@ class H3Client(QuicConnectionProtocol):
         return response
 
 
-@contextlib.asynccontextmanager
-async def running(
-    app: Any, certificates: tuple[str, str, ssl.SSLContext], **options: Any
-) -> AsyncIterator[Server]:
-    server_pem, _, _ = certificates
-    config = Config(
-        bind=("127.0.0.1:0",),
-        quic_bind=("127.0.0.1:0",),
-        certfile=server_pem,
-        lifespan="off",
-        **options,
-    )
-    server = Server(app, config)
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.shutdown(grace=2)
-
-
-@contextlib.asynccontextmanager
-async def client(
-    server: Server, certificates: tuple[str, str, ssl.SSLContext]
-) -> AsyncIterator[H3Client]:
-    _, ca_pem, _ = certificates
-    configuration = QuicConfiguration(is_client=True, alpn_protocols=H3_ALPN)
-    configuration.load_verify_locations(cafile=ca_pem)
-    configuration.server_name = "localhost"
-    host, port = server.quic_addresses[0].rsplit(":", 1)
-    async with connect(
-        host, int(port), configuration=configuration, create_protocol=H3Client
-    ) as protocol:
-        assert isinstance(protocol, H3Client)
-        yield protocol
-
-
 async def read_body(receive: Any) -> tuple[bytes, dict[str, Any]]:
     chunks = []
     while True:
@@ -197,8 +156,8 @@ async def echo(scope: Scope, receive: Any, send: Any) -> None:
 # -- requests ----------------------------------------------------------------------------------
 
 
-async def test_get_scope_headers_and_body(certificates: Any) -> None:
-    async with running(echo, certificates) as server, client(server, certificates) as h3:
+async def test_get_scope_headers_and_body(quic: Any, certificates: Any) -> None:
+    async with quic.running(echo) as server, quic.connect(server, H3Client) as h3:
         response = await h3.request("GET", "/a%20b?x=1", headers=[(b"x-test", b"42")])
     assert response.status == 200
     assert response.header(b"server") == b"rws"
@@ -217,7 +176,7 @@ async def test_get_scope_headers_and_body(certificates: Any) -> None:
     assert info["client"] == "127.0.0.1"
 
 
-async def test_post_large_body_streams_to_the_app(certificates: Any) -> None:
+async def test_post_large_body_streams_to_the_app(quic: Any, certificates: Any) -> None:
     payload = os.urandom(5 * 1024 * 1024)
     seen: list[int] = []
 
@@ -231,7 +190,7 @@ async def test_post_large_body_streams_to_the_app(certificates: Any) -> None:
                 break
         await text(send, hasher.hexdigest().encode())
 
-    async with running(digest, certificates) as server, client(server, certificates) as h3:
+    async with quic.running(digest) as server, quic.connect(server, H3Client) as h3:
         response = await h3.request(
             "POST",
             "/upload",
@@ -245,7 +204,7 @@ async def test_post_large_body_streams_to_the_app(certificates: Any) -> None:
 
 
 async def test_large_response_body_with_back_pressure(
-    certificates: Any, monkeypatch: pytest.MonkeyPatch
+    quic: Any, certificates: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """drain() waits while more than write_buffer_size bytes of the stream are unsent."""
     from rws.http.server import http3
@@ -268,7 +227,7 @@ async def test_large_response_body_with_back_pressure(
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
         await send({"type": "http.response.body", "body": b""})
 
-    async with running(big, certificates) as server, client(server, certificates) as h3:
+    async with quic.running(big) as server, quic.connect(server, H3Client) as h3:
         response = await h3.request("GET", "/big")
     assert response.status == 200
     assert bytes(response.body) == payload
@@ -278,7 +237,7 @@ async def test_large_response_body_with_back_pressure(
     assert max(unsent_at_drain) <= limit + 256 * 1024 + 64
 
 
-async def test_twenty_concurrent_streams(certificates: Any) -> None:
+async def test_twenty_concurrent_streams(quic: Any, certificates: Any) -> None:
     arrived = 0
     everyone = asyncio.Event()
 
@@ -290,13 +249,13 @@ async def test_twenty_concurrent_streams(certificates: Any) -> None:
         await asyncio.wait_for(everyone.wait(), 10)  # all 20 are running at once
         await text(send, scope["path"].encode())
 
-    async with running(gather, certificates) as server, client(server, certificates) as h3:
+    async with quic.running(gather) as server, quic.connect(server, H3Client) as h3:
         responses = await asyncio.gather(*(h3.request("GET", f"/r/{i}") for i in range(20)))
     assert [r.status for r in responses] == [200] * 20
     assert [bytes(r.body) for r in responses] == [f"/r/{i}".encode() for i in range(20)]
 
 
-async def test_response_and_request_trailers(certificates: Any) -> None:
+async def test_response_and_request_trailers(quic: Any, certificates: Any) -> None:
     async def trailing(scope: Scope, receive: Any, send: Any) -> None:
         body, last = await read_body(receive)
         await send({"type": "http.response.start", "status": 200, "headers": [], "trailers": True})
@@ -309,7 +268,7 @@ async def test_response_and_request_trailers(certificates: Any) -> None:
             }
         )
 
-    async with running(trailing, certificates) as server, client(server, certificates) as h3:
+    async with quic.running(trailing) as server, quic.connect(server, H3Client) as h3:
         response = await h3.request(
             "POST", "/t", body=b"hello", trailers=[(b"x-request-trailer", b"1")]
         )
@@ -319,13 +278,13 @@ async def test_response_and_request_trailers(certificates: Any) -> None:
     assert dict(response.trailers) == {b"x-checksum": b"abc", b"x-got": b"x-request-trailer=1"}
 
 
-async def test_early_hints(certificates: Any) -> None:
+async def test_early_hints(quic: Any, certificates: Any) -> None:
     async def hinting(scope: Scope, receive: Any, send: Any) -> None:
         assert "http.response.early_hint" in scope["extensions"]
         await send({"type": "http.response.early_hint", "links": [b"</s.css>; rel=preload"]})
         await text(send, b"page")
 
-    async with running(hinting, certificates) as server, client(server, certificates) as h3:
+    async with quic.running(hinting) as server, quic.connect(server, H3Client) as h3:
         response = await h3.request("GET", "/")
     assert response.interim == [(103, [(b"link", b"</s.css>; rel=preload")])]
     assert (response.status, response.body) == (200, b"page")
@@ -334,14 +293,14 @@ async def test_early_hints(certificates: Any) -> None:
 # -- limits and errors -------------------------------------------------------------------------
 
 
-async def test_body_over_max_body_size_is_413(certificates: Any) -> None:
+async def test_body_over_max_body_size_is_413(quic: Any, certificates: Any) -> None:
     async def reader(scope: Scope, receive: Any, send: Any) -> None:
         body, _ = await read_body(receive)
         await text(send, str(len(body)).encode())
 
     async with (
-        running(reader, certificates, max_body_size=1000) as server,
-        client(server, certificates) as h3,
+        quic.running(reader, max_body_size=1000) as server,
+        quic.connect(server, H3Client) as h3,
     ):
         declared = await h3.request(
             "POST", "/", headers=[(b"content-length", b"5000")], body=b"x" * 5000
@@ -356,7 +315,7 @@ async def test_body_over_max_body_size_is_413(certificates: Any) -> None:
     assert (fine.status, fine.body) == (200, b"1000")
 
 
-async def test_too_many_headers_is_431_before_the_app(certificates: Any) -> None:
+async def test_too_many_headers_is_431_before_the_app(quic: Any, certificates: Any) -> None:
     called = False
 
     async def app(scope: Scope, receive: Any, send: Any) -> None:
@@ -366,8 +325,8 @@ async def test_too_many_headers_is_431_before_the_app(certificates: Any) -> None
 
     headers = [(f"x-h{i}".encode(), b"v") for i in range(20)]
     async with (
-        running(app, certificates, max_header_count=10) as server,
-        client(server, certificates) as h3,
+        quic.running(app, max_header_count=10) as server,
+        quic.connect(server, H3Client) as h3,
     ):
         many = await h3.request("GET", "/", headers=headers)
         large = await h3.request("GET", "/", headers=[(b"x-big", b"v" * 20000)])
@@ -377,14 +336,14 @@ async def test_too_many_headers_is_431_before_the_app(certificates: Any) -> None
 
 
 async def test_app_exception_is_500_and_the_server_survives(
-    certificates: Any, caplog: pytest.LogCaptureFixture
+    quic: Any, certificates: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     async def app(scope: Scope, receive: Any, send: Any) -> None:
         if scope["path"] == "/boom":
             raise RuntimeError("boom")
         await text(send, b"ok")
 
-    async with running(app, certificates) as server, client(server, certificates) as h3:
+    async with quic.running(app) as server, quic.connect(server, H3Client) as h3:
         broken = await h3.request("GET", "/boom")
         after = await h3.request("GET", "/fine")
     assert broken.status == 500
@@ -393,11 +352,11 @@ async def test_app_exception_is_500_and_the_server_survives(
     assert "exception in ASGI application" in caplog.text
 
 
-async def test_access_log_records_http3(certificates: Any, tmp_path: Any) -> None:
+async def test_access_log_records_http3(quic: Any, certificates: Any, tmp_path: Any) -> None:
     log = tmp_path / "access.json"
     async with (
-        running(echo, certificates, access_log=str(log), access_log_format="json") as server,
-        client(server, certificates) as h3,
+        quic.running(echo, access_log=str(log), access_log_format="json") as server,
+        quic.connect(server, H3Client) as h3,
     ):
         await h3.request("GET", "/logged?q=1")
     record = json.loads(log.read_text().splitlines()[-1])
@@ -406,7 +365,9 @@ async def test_access_log_records_http3(certificates: Any, tmp_path: Any) -> Non
     assert "/logged?q=1" in json.dumps(record)
 
 
-async def test_a_cancelled_request_is_a_disconnect_for_the_app(certificates: Any) -> None:
+async def test_a_cancelled_request_is_a_disconnect_for_the_app(
+    quic: Any, certificates: Any
+) -> None:
     messages: list[str] = []
     finished = asyncio.Event()
 
@@ -423,7 +384,7 @@ async def test_a_cancelled_request_is_a_disconnect_for_the_app(certificates: Any
         finally:
             finished.set()
 
-    async with running(waiting, certificates) as server, client(server, certificates) as h3:
+    async with quic.running(waiting) as server, quic.connect(server, H3Client) as h3:
         stream_id = h3._quic.get_next_available_stream_id()
         h3.responses[stream_id] = Response()
         block = [
@@ -448,13 +409,15 @@ async def test_a_cancelled_request_is_a_disconnect_for_the_app(certificates: Any
     assert messages == ["http.request", "http.disconnect"]
 
 
-async def test_connections_over_quic_max_connections_are_refused(certificates: Any) -> None:
+async def test_connections_over_quic_max_connections_are_refused(
+    quic: Any, certificates: Any
+) -> None:
     async with (
-        running(echo, certificates, quic_max_connections=1) as server,
-        client(server, certificates) as first,
+        quic.running(echo, quic_max_connections=1) as server,
+        quic.connect(server, H3Client) as first,
     ):
         with pytest.raises(ConnectionError):
-            async with client(server, certificates):
+            async with quic.connect(server, H3Client):
                 pass
         response = await first.request("GET", "/")
     assert response.status == 200
@@ -463,7 +426,9 @@ async def test_connections_over_quic_max_connections_are_refused(certificates: A
 # -- the TCP side ------------------------------------------------------------------------------
 
 
-async def test_alt_svc_on_http11_and_http2_points_at_the_quic_port(certificates: Any) -> None:
+async def test_alt_svc_on_http11_and_http2_points_at_the_quic_port(
+    quic: Any, certificates: Any
+) -> None:
     _, _, context = certificates
 
     async def app(scope: Scope, receive: Any, send: Any) -> None:
@@ -471,7 +436,7 @@ async def test_alt_svc_on_http11_and_http2_points_at_the_quic_port(certificates:
         await send({"type": "http.response.start", "status": 200, "headers": own})
         await send({"type": "http.response.body", "body": b"ok"})
 
-    async with running(app, certificates) as server:
+    async with quic.running(app) as server:
         quic_port = server.quic_addresses[0].rsplit(":", 1)[1]
         async with httpx.AsyncClient(verify=context) as http:
             response = await http.get(f"https://{server.addresses[0]}/")
@@ -488,7 +453,7 @@ async def test_alt_svc_on_http11_and_http2_points_at_the_quic_port(certificates:
 # -- shutdown ----------------------------------------------------------------------------------
 
 
-async def test_graceful_shutdown_lets_a_request_finish(certificates: Any) -> None:
+async def test_graceful_shutdown_lets_a_request_finish(quic: Any, certificates: Any) -> None:
     started = asyncio.Event()
     release = asyncio.Event()
 
@@ -504,7 +469,7 @@ async def test_graceful_shutdown_lets_a_request_finish(certificates: Any) -> Non
     server = Server(slow, config)
     await server.start()
     try:
-        async with client(server, certificates) as h3:
+        async with quic.connect(server, H3Client) as h3:
             stream_id, response = h3.start("GET", "/slow")
             await asyncio.wait_for(started.wait(), 10)
             stopping = asyncio.create_task(server.shutdown(grace=10))

@@ -9,11 +9,9 @@ extra) the module is skipped with the reason, or fails under ``RWS_REQUIRE_SERVI
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
-import ssl
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 import pytest
@@ -23,15 +21,12 @@ from wsproto.events import BytesMessage, CloseConnection, Event, TextMessage
 from wsproto.extensions import Extension, PerMessageDeflate
 from wsproto.handshake import client_extensions_handshake
 
-from rws.http.server import Config, Server
 from rws.http.server.cycle import Scope
 
 try:
-    from aioquic.asyncio.client import connect
     from aioquic.asyncio.protocol import QuicConnectionProtocol
-    from aioquic.h3.connection import H3_ALPN, ErrorCode, H3Connection, Setting
+    from aioquic.h3.connection import ErrorCode, H3Connection, Setting
     from aioquic.h3.events import DataReceived, H3Event, HeadersReceived
-    from aioquic.quic.configuration import QuicConfiguration
     from aioquic.quic.events import ConnectionTerminated, QuicEvent, StreamReset
 except ImportError as exc:
     if os.environ.get("RWS_REQUIRE_SERVICES") == "1":
@@ -198,55 +193,23 @@ class WebSocket:
         self.client.transmit()
 
 
-@contextlib.asynccontextmanager
-async def running(
-    app: Any, certificates: tuple[str, str, ssl.SSLContext], **options: Any
-) -> AsyncIterator[Server]:
-    server_pem, _, _ = certificates
-    config = Config(
-        bind=("127.0.0.1:0",),
-        quic_bind=("127.0.0.1:0",),
-        certfile=server_pem,
-        lifespan="off",
-        **options,
-    )
-    server = Server(app, config)
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.shutdown(grace=2)
-
-
-@contextlib.asynccontextmanager
-async def client_for(
-    server: Server, certificates: tuple[str, str, ssl.SSLContext]
-) -> AsyncIterator[Client]:
-    _, ca_pem, _ = certificates
-    configuration = QuicConfiguration(is_client=True, alpn_protocols=H3_ALPN)
-    configuration.load_verify_locations(cafile=ca_pem)
-    configuration.server_name = "localhost"
-    host, port = server.quic_addresses[0].rsplit(":", 1)
-    async with connect(
-        host, int(port), configuration=configuration, create_protocol=Client
-    ) as protocol:
-        assert isinstance(protocol, Client)
-        yield protocol
-
-
 # -- tests ----------------------------------------------------------------------------------------
 
 
-async def test_settings_enable_the_connect_protocol(ws_echo: Any, certificates: Any) -> None:
-    async with running(ws_echo(), certificates) as server, client_for(server, certificates) as h3:
+async def test_settings_enable_the_connect_protocol(
+    quic: Any, ws_echo: Any, certificates: Any
+) -> None:
+    async with quic.running(ws_echo()) as server, quic.connect(server, Client) as h3:
         settings = await h3.settings()
     assert settings[Setting.ENABLE_CONNECT_PROTOCOL] == 1
 
 
 @pytest.mark.parametrize("deflate", [False, True])
-async def test_echo_text_and_binary(ws_echo: Any, certificates: Any, deflate: bool) -> None:
+async def test_echo_text_and_binary(
+    quic: Any, ws_echo: Any, certificates: Any, deflate: bool
+) -> None:
     app = ws_echo()
-    async with running(app, certificates) as server, client_for(server, certificates) as h3:
+    async with quic.running(app) as server, quic.connect(server, Client) as h3:
         ws = await h3.websocket("/chat?room=1", deflate=deflate)
         extensions = ws.headers.get(b"sec-websocket-extensions", b"")
         assert extensions.startswith(b"permessage-deflate") == deflate
@@ -272,9 +235,9 @@ async def test_echo_text_and_binary(ws_echo: Any, certificates: Any, deflate: bo
     assert "websocket.http.response" in scope["extensions"]
 
 
-async def test_subprotocol_selection(ws_echo: Any, certificates: Any) -> None:
+async def test_subprotocol_selection(quic: Any, ws_echo: Any, certificates: Any) -> None:
     app = ws_echo()
-    async with running(app, certificates) as server, client_for(server, certificates) as h3:
+    async with quic.running(app) as server, quic.connect(server, Client) as h3:
         ws = await h3.websocket(subprotocols=["chat.v2", "chat.v1"])
         assert ws.headers[b"sec-websocket-protocol"] == b"chat.v2"
         plain = await h3.websocket()
@@ -282,9 +245,11 @@ async def test_subprotocol_selection(ws_echo: Any, certificates: Any) -> None:
     assert [s["subprotocols"] for s in app.scopes] == [["chat.v2", "chat.v1"], []]
 
 
-async def test_app_close_code_reaches_the_client(ws_echo: Any, certificates: Any) -> None:
+async def test_app_close_code_reaches_the_client(
+    quic: Any, ws_echo: Any, certificates: Any
+) -> None:
     app = ws_echo()
-    async with running(app, certificates) as server, client_for(server, certificates) as h3:
+    async with quic.running(app) as server, quic.connect(server, Client) as h3:
         ws = await h3.websocket()
         ws.send(TextMessage(data="!close 4001 bye now"))
         event = await ws.receive()
@@ -299,9 +264,11 @@ async def test_app_close_code_reaches_the_client(ws_echo: Any, certificates: Any
         }
 
 
-async def test_client_close_code_reaches_the_app(ws_echo: Any, certificates: Any) -> None:
+async def test_client_close_code_reaches_the_app(
+    quic: Any, ws_echo: Any, certificates: Any
+) -> None:
     app = ws_echo()
-    async with running(app, certificates) as server, client_for(server, certificates) as h3:
+    async with quic.running(app) as server, quic.connect(server, Client) as h3:
         ws = await h3.websocket()
         ws.send(CloseConnection(code=4002, reason="leaving"))
         event = await ws.receive()
@@ -311,15 +278,15 @@ async def test_client_close_code_reaches_the_app(ws_echo: Any, certificates: Any
         assert (message["code"], message["reason"]) == (4002, "leaving")
 
 
-async def test_close_before_accept_is_403(ws_echo: Any, certificates: Any) -> None:
-    async with running(ws_echo(), certificates) as server, client_for(server, certificates) as h3:
+async def test_close_before_accept_is_403(quic: Any, ws_echo: Any, certificates: Any) -> None:
+    async with quic.running(ws_echo()) as server, quic.connect(server, Client) as h3:
         stream_id = h3.open(extended_connect("/refuse"))
         headers, _ = await h3.response(stream_id)
         assert headers[b":status"] == b"403"
 
 
-async def test_denial_response_extension(ws_echo: Any, certificates: Any) -> None:
-    async with running(ws_echo(), certificates) as server, client_for(server, certificates) as h3:
+async def test_denial_response_extension(quic: Any, ws_echo: Any, certificates: Any) -> None:
+    async with quic.running(ws_echo()) as server, quic.connect(server, Client) as h3:
         stream_id = h3.open(extended_connect("/deny"))
         headers, body = await h3.response(stream_id)
         assert headers[b":status"] == b"401"
@@ -332,10 +299,10 @@ async def test_denial_response_extension(ws_echo: Any, certificates: Any) -> Non
     [(b"websocket", b"8", b"400"), (b"not-websocket", b"13", b"501")],
 )
 async def test_invalid_extended_connects_are_refused_before_the_app(
-    ws_echo: Any, certificates: Any, protocol: bytes, version: bytes, status: bytes
+    quic: Any, ws_echo: Any, certificates: Any, protocol: bytes, version: bytes, status: bytes
 ) -> None:
     app = ws_echo()
-    async with running(app, certificates) as server, client_for(server, certificates) as h3:
+    async with quic.running(app) as server, quic.connect(server, Client) as h3:
         stream_id = h3.open(
             [
                 (b":method", b"CONNECT"),
@@ -351,11 +318,11 @@ async def test_invalid_extended_connects_are_refused_before_the_app(
     assert app.scopes == []
 
 
-async def test_message_size_limit_closes_1009(ws_echo: Any, certificates: Any) -> None:
+async def test_message_size_limit_closes_1009(quic: Any, ws_echo: Any, certificates: Any) -> None:
     app = ws_echo()
     async with (
-        running(app, certificates, ws_max_message_size=1000) as server,
-        client_for(server, certificates) as h3,
+        quic.running(app, ws_max_message_size=1000) as server,
+        quic.connect(server, Client) as h3,
     ):
         ws = await h3.websocket()
         ws.send(BytesMessage(data=b"x" * 1000))
@@ -369,10 +336,10 @@ async def test_message_size_limit_closes_1009(ws_echo: Any, certificates: Any) -
 
 
 async def test_a_websocket_and_a_request_share_a_connection(
-    ws_echo: Any, certificates: Any
+    quic: Any, ws_echo: Any, certificates: Any
 ) -> None:
     app = ws_echo()
-    async with running(app, certificates) as server, client_for(server, certificates) as h3:
+    async with quic.running(app) as server, quic.connect(server, Client) as h3:
         ws = await h3.websocket("/one")
         request = h3.open(
             [
@@ -395,9 +362,11 @@ async def test_a_websocket_and_a_request_share_a_connection(
     assert [s["path"] for s in app.scopes] == ["/one"]
 
 
-async def test_graceful_shutdown_closes_with_1001(ws_echo: Any, certificates: Any) -> None:
+async def test_graceful_shutdown_closes_with_1001(
+    quic: Any, ws_echo: Any, certificates: Any
+) -> None:
     app = ws_echo()
-    async with running(app, certificates) as server, client_for(server, certificates) as h3:
+    async with quic.running(app) as server, quic.connect(server, Client) as h3:
         ws = await h3.websocket()
         shutdown = asyncio.get_running_loop().create_task(server.shutdown(grace=5))
         event = await ws.receive()
@@ -410,9 +379,9 @@ async def test_graceful_shutdown_closes_with_1001(ws_echo: Any, certificates: An
         assert not server.state.connections
 
 
-async def test_client_reset_reports_1006(ws_echo: Any, certificates: Any) -> None:
+async def test_client_reset_reports_1006(quic: Any, ws_echo: Any, certificates: Any) -> None:
     app = ws_echo()
-    async with running(app, certificates) as server, client_for(server, certificates) as h3:
+    async with quic.running(app) as server, quic.connect(server, Client) as h3:
         ws = await h3.websocket()
         h3._quic.reset_stream(ws.stream_id, ErrorCode.H3_REQUEST_CANCELLED)
         h3.transmit()
@@ -427,13 +396,13 @@ async def test_client_reset_reports_1006(ws_echo: Any, certificates: Any) -> Non
 
 
 async def test_access_log_records_the_websocket(
-    ws_echo: Any, certificates: Any, tmp_path: Any
+    quic: Any, ws_echo: Any, certificates: Any, tmp_path: Any
 ) -> None:
     log = tmp_path / "access.json"
     app = ws_echo()
     async with (
-        running(app, certificates, access_log=str(log), access_log_format="json") as server,
-        client_for(server, certificates) as h3,
+        quic.running(app, access_log=str(log), access_log_format="json") as server,
+        quic.connect(server, Client) as h3,
     ):
         ws = await h3.websocket("/logged")
         ws.send(CloseConnection(code=1000))
@@ -448,16 +417,18 @@ async def test_access_log_records_the_websocket(
     assert "/logged" in json.dumps(record)
 
 
-async def test_plain_connect_is_still_an_http_request(ws_echo: Any, certificates: Any) -> None:
+async def test_plain_connect_is_still_an_http_request(
+    quic: Any, ws_echo: Any, certificates: Any
+) -> None:
     app = ws_echo()
-    async with running(app, certificates) as server, client_for(server, certificates) as h3:
+    async with quic.running(app) as server, quic.connect(server, Client) as h3:
         stream_id = h3.open([(b":method", b"CONNECT"), (b":authority", b"localhost:443")], end=True)
         headers, body = await h3.response(stream_id)
         assert (headers[b":status"], body) == (b"200", b"plain http")
     assert app.scopes == []
 
 
-async def test_send_waits_while_the_client_does_not_read(certificates: Any) -> None:
+async def test_send_waits_while_the_client_does_not_read(quic: Any, certificates: Any) -> None:
     """An app sending faster than its client reads waits in send() (bounded memory)."""
     sent: list[int] = []
     started = asyncio.Event()
@@ -475,8 +446,8 @@ async def test_send_waits_while_the_client_does_not_read(certificates: Any) -> N
         stop.set()
 
     async with (
-        running(app, certificates, write_buffer_size=65536) as server,
-        client_for(server, certificates) as h3,
+        quic.running(app, write_buffer_size=65536) as server,
+        quic.connect(server, Client) as h3,
     ):
         ws = await h3.websocket()
         h3.held = []
@@ -499,7 +470,7 @@ async def test_send_waits_while_the_client_does_not_read(certificates: Any) -> N
 
 
 async def test_too_much_unread_input_resets_the_stream(
-    certificates: Any, monkeypatch: pytest.MonkeyPatch
+    quic: Any, certificates: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """aioquic cannot hold a client back: past MAX_UNREAD unread bytes, the stream is reset."""
     from rws.http.server import http3
@@ -519,8 +490,8 @@ async def test_too_much_unread_input_resets_the_stream(
                 return
 
     async with (
-        running(app, certificates, read_buffer_size=65536) as server,
-        client_for(server, certificates) as h3,
+        quic.running(app, read_buffer_size=65536) as server,
+        quic.connect(server, Client) as h3,
     ):
         ws = await h3.websocket()
         for _ in range(40):
