@@ -954,3 +954,31 @@ async def test_misused_early_hints_are_app_errors(
     assert len(errors) == len(paths)
     assert "must come before http.response.start" in errors[0]
     assert all("http.response.early_hint" in error for error in errors)
+
+
+async def test_client_eof_is_a_disconnect_but_the_answer_still_goes_out(serve: Any) -> None:
+    """A client that half-closes after its request: the app waiting on receive() learns the
+    client is gone (long polls stop), yet a response it sends anyway is still delivered."""
+    seen: list[str] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        while (message := await receive())["type"] != "http.disconnect":
+            pass
+        seen.append(message["type"])
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"after eof"})
+
+    address = await serve(app)
+    host, port = address.rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    await writer.drain()
+    writer.write_eof()
+    try:
+        answer = await asyncio.wait_for(reader.read(), 10)
+    finally:
+        writer.close()
+    assert seen == ["http.disconnect"]
+    assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"after eof")

@@ -115,6 +115,7 @@ class HTTPCycle:
         "_buffered",
         "_deferred_error",
         "_disconnected",
+        "_eof",
         "_expect_100",
         "_final_sent",
         "_has_trailers",
@@ -166,6 +167,7 @@ class HTTPCycle:
         self._final_sent = False
         self._deferred_error: Exception | None = None
         self._disconnected = False
+        self._eof = False
         self.started = False
         self.complete = False
         self.status = 0
@@ -212,6 +214,17 @@ class HTTPCycle:
         self._disconnected = True
         self._wake()
 
+    def feed_eof(self) -> None:
+        """The client finished sending (TCP FIN) while its response is pending.
+
+        Most such clients have gone away (a closed browser tab, a cancelled long poll), so
+        once the body has been delivered ``receive()`` reports ``http.disconnect``, as
+        uvicorn and nginx do; unlike a real disconnect the response is still sent, for the
+        few clients that half-close and then wait for the answer (``nc``, HTTP/1.0 scripts).
+        """
+        self._eof = True
+        self._wake()
+
     def _wake(self) -> None:
         waiter = self._body_waiter
         if waiter is not None and not waiter.done():
@@ -238,6 +251,8 @@ class HTTPCycle:
                 if not self._final_sent:
                     self._final_sent = True
                     return self._last_message(b"")
+                if self._eof:
+                    return {"type": "http.disconnect"}
                 # The whole body was delivered: block until the client leaves or the
                 # response completes, as ASGI asks.
             elif self._expect_100:
@@ -467,7 +482,8 @@ class HTTPCycle:
             )
             self._fail()
         else:
-            if not self.started and not self.complete and self._disconnected:
+            gone = self._disconnected or self._eof
+            if not self.started and not self.complete and gone:
                 # The client left (or reset the stream) and the app stopped: nothing to say.
                 self.complete = True
                 self.sink.done(self)
@@ -479,7 +495,8 @@ class HTTPCycle:
                 )
                 self._fail()
             elif not self.complete:
-                logger.error("ASGI callable returned without completing the response")
+                if not gone:  # a streaming app stopping because the client left is normal
+                    logger.error("ASGI callable returned without completing the response")
                 self.sink.abort()
                 self.complete = True
                 self.sink.done(self)

@@ -151,6 +151,8 @@ class H11Protocol(asyncio.Protocol):
     def eof_received(self) -> bool | None:
         self.conn.receive_data(b"")
         self._handle_events()
+        if self.cycle is not None and not self.cycle.complete:
+            self.cycle.feed_eof()
         # Keep the write side open while a response is still being produced.
         return self.cycle is not None and not self.cycle.complete
 
