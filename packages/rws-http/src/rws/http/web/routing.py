@@ -39,18 +39,21 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
+from .datastructures import scope_path_below_root
+from .exceptions import HTTPException
 from .patterns import Pattern, compile_pattern
+from .types import ASGIApp, Receive, Scope, Send
 
-__all__ = ["Host", "Match", "Mount", "NoMatchFound", "Route", "Router"]
+__all__ = ["TEMPLATE_KEY", "Host", "Match", "Mount", "NoMatchFound", "Route", "Router"]
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+#: Scope key holding the matched route's full template (mount prefixes included), e.g.
+#: ``"/api/users/{id:int}"``: what metrics, tracing and logs group requests by, so that
+#: ``/users/1`` and ``/users/2`` count as one route and raw paths never explode label sets.
+TEMPLATE_KEY = "rws.route_template"
+PREFIX_KEY = "rws.route_prefix"
 
 
 class NoMatchFound(Exception):  # noqa: N818 (the name users of Starlette know)
@@ -80,13 +83,8 @@ class BaseRoute(Protocol):
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None: ...
 
 
-def route_path(scope: Scope) -> str:
-    """The path below ``root_path`` (ASGI 2.4: ``path`` is the full path), ``/`` at least."""
-    path: str = scope["path"]
-    root: str = scope.get("root_path", "")
-    if root and path.startswith(root) and path[len(root) : len(root) + 1] in ("", "/"):
-        return path[len(root) :] or "/"
-    return path
+#: The path below ``root_path`` (ASGI 2.4: ``path`` is the full path), ``/`` at least.
+route_path = scope_path_below_root
 
 
 def _check_params(pattern: Pattern, name: str, params: dict[str, Any]) -> None:
@@ -219,6 +217,10 @@ class Mount:
         if self.name is not None and name == self.name and not rest:
             _check_params(self.pattern, name, own)
             return self.pattern.build(own) + "/"
+        if self.name is not None and name == self.name and set(rest) == {"path"}:
+            # A file under a mounted app: url_path_for("static", path="css/site.css").
+            _check_params(self.pattern, name, own)
+            return self.pattern.build(own) + "/" + str(rest["path"]).lstrip("/")
         _check_params(self.pattern, name, own)
         return self.pattern.build(own) + _inner_path(self.name, self.app, name, params, rest)
 
@@ -376,8 +378,13 @@ class Router:
     ``scope["path_params"]``.
     """
 
-    def __init__(self, routes: Iterable[BaseRoute] = ()) -> None:
+    def __init__(
+        self, routes: Iterable[BaseRoute] = (), *, raise_http_errors: bool = False
+    ) -> None:
         self.routes: tuple[BaseRoute, ...] = tuple(routes)
+        # Inside an App, 404/405 are raised as HTTPException so the app's error handlers
+        # (JSON bodies, custom 404 pages) answer them; a bare Router answers in plain text.
+        self.raise_http_errors = raise_http_errors
         self._other: list[int] = []
         indexed: dict[str, list[tuple[int, Route]]] = {"http": [], "websocket": []}
         for position, route in enumerate(self.routes):
@@ -426,6 +433,15 @@ class Router:
             return Match.FULL, candidate, child
         return self._after_partial(scope, bound, candidate, child)
 
+    def allowed_methods(self, scope: Scope) -> list[str]:
+        """Every method some route serves at this path (``GET /items`` and ``POST /items``
+        may be two routes): the ``Allow`` of a 405. Only requests heading for 405 pay it."""
+        methods: set[str] = set()
+        for entry in self.routes:
+            if isinstance(entry, Route) and entry.matches(scope)[0] is not Match.NONE:
+                methods.update(entry.methods or ())
+        return sorted(methods)
+
     def _after_partial(
         self, scope: Scope, position: int, entry: BaseRoute, child: dict[str, Any]
     ) -> tuple[Match, BaseRoute | None, dict[str, Any]]:
@@ -441,16 +457,29 @@ class Router:
         if scope["type"] == "lifespan":
             await self.lifespan(receive, send)
             return
-        _, route, child = self.lookup(scope)
+        match, route, child = self.lookup(scope)
+        if match is Match.PARTIAL and isinstance(route, Route):
+            # The path is known, so metrics and traces still group this 405 by its route.
+            scope[TEMPLATE_KEY] = scope.get(PREFIX_KEY, "") + route.path
+            allowed = self.allowed_methods(scope)
+            if self.raise_http_errors:
+                raise HTTPException(405, headers={"Allow": ", ".join(allowed)})
+            await method_not_allowed(allowed, send)
+            return
         if route is not None:
             scope.update(child)
             if isinstance(route, Route):
                 scope["route"] = route
+                scope[TEMPLATE_KEY] = scope.get(PREFIX_KEY, "") + route.path
+            elif isinstance(route, Mount):
+                scope[PREFIX_KEY] = scope.get(PREFIX_KEY, "") + route.prefix
             await route.handle(scope, receive, send)
             return
         if scope["type"] == "websocket":
             await send({"type": "websocket.close", "code": 1000})
         elif scope["type"] == "http":
+            if self.raise_http_errors:
+                raise HTTPException(404)
             await plain_response(send, 404, b"Not Found")
 
     async def lifespan(self, receive: Receive, send: Send) -> None:
