@@ -411,9 +411,11 @@ _UNITS = {"B": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3, "TB": 1024**4}
 _TIME = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}
 
 
-def wrk(port: int, seconds: float, connections: int, core: int | None) -> LoadResult:
+def wrk(
+    port: int, seconds: float, connections: int, core: int | None, path: str = "/"
+) -> LoadResult:
     cmd = ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--latency"]
-    text, cpu, status = run_tool([*cmd, f"http://{HOST}:{port}/"], core, seconds * 5 + 30)
+    text, cpu, status = run_tool([*cmd, f"http://{HOST}:{port}{path}"], core, seconds * 5 + 30)
     result = LoadResult(cpu_s=cpu, detail={"output": text})
     done = re.search(r"(\d+) requests in ([\d.]+)(\w+), ([\d.]+)(\w+) read", text)
     rate = re.search(r"Requests/sec:\s+([\d.]+)", text)

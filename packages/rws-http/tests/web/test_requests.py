@@ -189,3 +189,17 @@ async def test_route_limit_overrides_rws_server_limit(served: Any, server_name: 
                 yield b"x" * 1000
 
         assert (await client.post("/big", content=chunks())).json() == {"bytes": 50_000}
+
+
+def test_query_fast_path_agrees_with_parse_qsl() -> None:
+    """parse_query skips parse_qsl when nothing needs decoding; both must always agree."""
+    import random
+    from urllib.parse import parse_qsl
+
+    from rws.http.web.datastructures import parse_query
+
+    alphabet = "ab=&%+2Fé;x "
+    generator = random.Random(20261122)
+    for _ in range(5000):
+        query = "".join(generator.choice(alphabet) for _ in range(generator.randint(0, 12)))
+        assert parse_query(query) == parse_qsl(query, keep_blank_values=True), query

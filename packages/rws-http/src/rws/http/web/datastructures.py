@@ -65,6 +65,13 @@ class Headers(Mapping[str, str]):
         wanted = key.lower().encode("latin-1")
         return [value.decode("latin-1") for name, value in self._list if name == wanted]
 
+    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+        wanted = key.lower().encode("latin-1")
+        for name, value in self._list:
+            if name == wanted:
+                return value.decode("latin-1")
+        return default
+
     def __getitem__(self, key: str) -> str:
         wanted = key.lower().encode("latin-1")
         for name, value in self._list:
@@ -152,6 +159,19 @@ class MutableHeaders(Headers):
         self["vary"] = ", ".join(existing)
 
 
+def parse_query(query: str) -> list[tuple[str, str]]:
+    """``parse_qsl(query, keep_blank_values=True)``, without its per-pair decoding work when
+    nothing needs decoding (no ``%``, no ``+``): the common case of ``?page=2&sort=name``."""
+    if "%" in query or "+" in query:
+        return parse_qsl(query, keep_blank_values=True)
+    pairs = []
+    for part in query.split("&"):
+        if part:
+            name, _, value = part.partition("=")
+            pairs.append((name, value))
+    return pairs
+
+
 class QueryParams(Mapping[str, str]):
     """The query string as an immutable multi-dict: ``params["tag"]`` is the *last* value
     (as in Starlette and most frameworks), ``getlist("tag")`` every value in order."""
@@ -165,7 +185,7 @@ class QueryParams(Mapping[str, str]):
         if isinstance(query, bytes):
             query = query.decode("latin-1")
         if isinstance(query, str):
-            self._list = parse_qsl(query, keep_blank_values=True)
+            self._list = parse_query(query)
         elif isinstance(query, Mapping):
             self._list = [(str(key), str(value)) for key, value in query.items()]
         else:
@@ -174,6 +194,9 @@ class QueryParams(Mapping[str, str]):
 
     def getlist(self, key: str) -> list[str]:
         return [value for name, value in self._list if name == key]
+
+    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+        return self._dict.get(key, default)
 
     def multi_items(self) -> list[tuple[str, str]]:
         return list(self._list)
