@@ -65,7 +65,7 @@ class Headers(Mapping[str, str]):
         wanted = key.lower().encode("latin-1")
         return [value.decode("latin-1") for name, value in self._list if name == wanted]
 
-    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, key: str, default: Any = None) -> Any:
         wanted = key.lower().encode("latin-1")
         for name, value in self._list:
             if name == wanted:
@@ -195,7 +195,7 @@ class QueryParams(Mapping[str, str]):
     def getlist(self, key: str) -> list[str]:
         return [value for name, value in self._list if name == key]
 
-    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, key: str, default: Any = None) -> Any:
         return self._dict.get(key, default)
 
     def multi_items(self) -> list[tuple[str, str]]:
