@@ -411,6 +411,20 @@ _UNITS = {"B": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3, "TB": 1024**4}
 _TIME = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}
 
 
+def machine_cores(tools: tuple[str, ...], *, pin: bool) -> tuple[int | None, int | None]:
+    """Check the machine can run the benchmark (Linux /proc, the load tools, taskset) and
+    pick the server's core and the load generator's (None, None when not pinning)."""
+    if not sys.platform.startswith("linux"):
+        raise SystemExit("this benchmark reads /proc: Linux only")
+    for name in tools + (("taskset",) if pin else ()):
+        if shutil.which(name) is None:
+            raise SystemExit(f"{name} not found on PATH")
+    cores = sorted(os.sched_getaffinity(0))
+    if not pin or len(cores) < 2:
+        return None, None
+    return cores[0], cores[1]
+
+
 def wrk(
     port: int, seconds: float, connections: int, core: int | None, path: str = "/"
 ) -> LoadResult:
@@ -910,13 +924,7 @@ def main() -> int:
         args.repetitions, args.duration, args.warmup = 1, 3.0, 1.0
         args.h2_requests = min(args.h2_requests, 10_000)
         args.retries = min(args.retries, 1)
-    if not sys.platform.startswith("linux"):
-        raise SystemExit("this benchmark reads /proc: Linux only")
-    for name in ("wrk", "h2load") + (() if args.no_pin else ("taskset",)):
-        if shutil.which(name) is None:
-            raise SystemExit(f"{name} not found on PATH")
-    pin = not args.no_pin and len(os.sched_getaffinity(0)) >= 2
-    cores = sorted(os.sched_getaffinity(0))
+    server_core, load_core = machine_cores(("wrk", "h2load"), pin=not args.no_pin)
     opts = Options(
         duration=args.duration,
         warmup=args.warmup,
@@ -927,8 +935,8 @@ def main() -> int:
         noise=args.noise,
         retries=args.retries,
         idle_timeout=args.idle_timeout,
-        server_core=cores[0] if pin else None,
-        load_core=cores[1] if pin else None,
+        server_core=server_core,
+        load_core=load_core,
     )
     field_ = contestants()
     if args.contestants:
@@ -946,7 +954,9 @@ def main() -> int:
         + ", ".join(f"{k} {v}" for k, v in info.items())
     )
     pinned = (
-        f"server on core {opts.server_core}, load on core {opts.load_core}" if pin else "unpinned"
+        f"server on core {opts.server_core}, load on core {opts.load_core}"
+        if opts.server_core is not None
+        else "unpinned"
     )
     print(
         f"{pinned} | {args.repetitions} repetitions, interleaved, fresh server each | "

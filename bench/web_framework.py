@@ -40,7 +40,6 @@ import json
 import os
 import platform
 import re
-import shutil
 import statistics
 import subprocess
 import sys
@@ -63,6 +62,7 @@ from http_server import (
     cpu_times,
     end,
     free_port,
+    machine_cores,
     passive_opens,
     peak_rss_kib,
     process_tree,
@@ -584,13 +584,8 @@ def main() -> int:
             parser.error(f"{name} must be at least 1")
     if args.duration <= 0 or args.batch <= 0 or args.warmup < 0:
         parser.error("--duration and --batch must be positive, --warmup not negative")
-    if not sys.platform.startswith("linux"):
-        raise SystemExit("this benchmark reads /proc: Linux only")
-    for name in ("wrk",) + (() if args.no_pin else ("taskset",)):
-        if shutil.which(name) is None:
-            raise SystemExit(f"{name} not found on PATH")
-    pin = not args.no_pin and len(os.sched_getaffinity(0)) >= 2
-    cores = sorted(os.sched_getaffinity(0))
+    server_core, load_core = machine_cores(("wrk",), pin=not args.no_pin)
+    pin = server_core is not None
     opts = Options(
         duration=args.duration,
         warmup=args.warmup,
@@ -598,8 +593,8 @@ def main() -> int:
         noise=args.noise,
         retries=args.retries,
         idle_timeout=args.idle_timeout,
-        server_core=cores[0] if pin else None,
-        load_core=cores[1] if pin else None,
+        server_core=server_core,
+        load_core=load_core,
     )
     info = versions()
     print(
