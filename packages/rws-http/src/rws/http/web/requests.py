@@ -102,10 +102,10 @@ class HTTPConnection:
 
     def url_for(self, name: str, /, **path_params: Any) -> URL:
         """Absolute URL of the route called ``name`` in the app serving this request."""
-        router = self.scope.get("router") or self.app
-        if router is None:
-            raise RuntimeError("url_for needs the App (or Router) in scope['app']")
-        path: str = router.url_path_for(name, **path_params)
+        app = self.app
+        if app is None:
+            raise RuntimeError("url_for needs the App in scope['app'] (set by App.__call__)")
+        path: str = app.url_path_for(name, **path_params)
         root = self.scope.get("app_root_path", self.scope.get("root_path", ""))
         return self.url.replace(path=root + path, query="", fragment="")
 
